@@ -1,0 +1,64 @@
+"""Helpers shared by the template's tests: bake a project, run commands in it, find Pythons."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+DEFAULTS: dict[str, Any] = {
+    "project_name": "Support Insights",
+    "project_slug": "support-insights",
+    "package_name": "support_insights",
+}
+
+
+def bake(output_dir: Path, **context: Any) -> Path:
+    """Bake the template non-interactively with these answers; returns the project directory."""
+    return Path(cookiecutter(str(ROOT), no_input=True, extra_context=context, output_dir=str(output_dir)))
+
+
+def bake_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess:
+    """Bake through the cookiecutter command line, as a user would; answers are key=value."""
+    return subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir), str(ROOT), *answers],
+        capture_output=True,
+        text=True,
+    )
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """Environment in which a baked project's own tools are found first, as after `make setup`."""
+    env = dict(os.environ)
+    env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
+    env.pop("VIRTUAL_ENV", None)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return env
+
+
+def sh(project: Path, *cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run a command in a baked project and fail with its output when it fails unexpectedly."""
+    result = subprocess.run(cmd, cwd=project, capture_output=True, text=True, env=env or project_env(project))
+    if check and result.returncode:
+        pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of this minor version that really runs (pyenv shims may not), or None."""
+    candidates = [shutil.which(f"python{version}"), *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
+            return candidate
+    return None

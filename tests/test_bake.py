@@ -1,0 +1,144 @@
+"""Bake the defaults and every value of every option, and check what comes out.
+
+Options that interact (CI provider, DVC remote, the prompt track) are crossed; the independent
+ones (Python version, license, init_git) are cycled through the crossed combinations.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, bake
+
+OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
+COPIED_VERBATIM = OPTIONS["_copy_without_render"]
+
+
+def combinations() -> list[dict[str, str]]:
+    crossed = list(itertools.product(OPTIONS["ci_provider"], OPTIONS["dvc_remote"], OPTIONS["include_llm"]))
+    cycled = zip(
+        itertools.cycle(OPTIONS["python_version"]), itertools.cycle(OPTIONS["license"]), itertools.cycle(OPTIONS["init_git"])
+    )
+    return [
+        {"ci_provider": ci, "dvc_remote": remote, "include_llm": llm, "python_version": py, "license": lic, "init_git": git}
+        for (ci, remote, llm), (py, lic, git) in zip(crossed, cycled)
+    ]
+
+
+COMBINATIONS = combinations()
+
+
+def combo_id(combo: dict[str, str]) -> str:
+    return "-".join(f"{k}={v}" for k, v in combo.items())
+
+
+BASE_FILES = {
+    ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".python-version", "Makefile", "README.md",
+    "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/evaluate/default.yaml",
+    "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml",
+    "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
+    "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
+    "src/{pkg}/__init__.py", "src/{pkg}/config.py", "src/{pkg}/params.py", "src/{pkg}/stages/__init__.py",
+    "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
+    "src/{pkg}/stages/register.py",
+    "tests/conftest.py", "tests/test_config.py", "tests/test_evaluate.py", "tests/test_params.py",
+    "tests/test_prepare.py", "tests/test_register.py", "tests/test_train.py",
+}  # fmt: skip
+GITHUB_FILES = {".github/workflows/pipeline.yml"}
+GITLAB_FILES = {".gitlab-ci.yml"}
+LLM_FILES: set[str] = set()
+
+
+def expected_files(combo: dict[str, str], pkg: str = "support_insights") -> set[str]:
+    files = set(BASE_FILES)
+    if combo["ci_provider"] in ("github", "both"):
+        files |= GITHUB_FILES
+    if combo["ci_provider"] in ("gitlab", "both"):
+        files |= GITLAB_FILES
+    if combo["include_llm"] == "yes":
+        files |= LLM_FILES
+    if combo["license"] != "Proprietary":
+        files.add("LICENSE")
+    return {f.format(pkg=pkg) for f in files}
+
+
+def baked_files(project: Path) -> set[str]:
+    files = (p.relative_to(project) for p in project.rglob("*") if p.is_file())
+    return {str(f) for f in files if f.parts[0] != ".git"}
+
+
+def is_verbatim(relative: str) -> bool:
+    from fnmatch import fnmatch
+
+    return any(fnmatch(relative, pattern) for pattern in COPIED_VERBATIM)
+
+
+def check_project(project: Path, combo: dict[str, str]) -> None:
+    assert baked_files(project) == expected_files(combo)
+    for relative in sorted(baked_files(project)):
+        path = project / relative
+        text = path.read_text(encoding="utf-8")
+        if not is_verbatim(relative):
+            # GitHub Actions expressions ${{ ... }} are meant to stay; anything else is a leftover.
+            leftovers = re.findall(r"\{\{|\}\}|\{%|%\}", re.sub(r"\$\{\{.*?\}\}", "", text))
+            assert not leftovers, f"{relative}: unrendered Jinja {leftovers}"
+        if path.suffix in (".yaml", ".yml") or path.name == ".gitlab-ci.yml":
+            yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        elif path.suffix == ".json":
+            json.loads(text)
+    ruff = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+    )
+    assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    fmt = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_defaults_bake_a_committed_project(tmp_path: Path) -> None:
+    project = bake(tmp_path)
+    defaults = {k: OPTIONS[k][0] for k in ("ci_provider", "dvc_remote", "include_llm", "python_version", "license", "init_git")}
+    check_project(project, defaults)
+    log = subprocess.run(["git", "log", "--format=%s"], cwd=project, capture_output=True, text=True, check=True)
+    assert log.stdout.strip() == "Start from the Lockstep template"
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True, check=True)
+    assert status.stdout == "", "the first commit must hold every file"
+    ignored = subprocess.run(
+        ["git", "check-ignore", "data/raw/breast_cancer.csv", ".venv/x", "mlflow.db", "mlruns/x", ".dvc-storage/x"],
+        cwd=project, capture_output=True, text=True,
+    )  # fmt: skip
+    assert len(ignored.stdout.split()) == 5, "data, venv, registry and local remote stay out of Git"
+
+
+@pytest.mark.parametrize("combo", COMBINATIONS, ids=combo_id)
+def test_every_option_bakes_valid_files(tmp_path: Path, combo: dict[str, str]) -> None:
+    project = bake(tmp_path, **combo)
+    check_project(project, combo)
+    assert (project / ".git").is_dir() == (combo["init_git"] == "yes")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={combo['python_version']}"
+    dvc_config = (project / ".dvc" / "config").read_text()
+    if combo["dvc_remote"] == "none":
+        assert "remote" not in dvc_config
+    else:
+        scheme = {"local": "url = ../.dvc-storage", "s3": "s3://", "gcs": "gs://", "azure": "azure://"}
+        assert scheme[combo["dvc_remote"]] in dvc_config and "remote = storage" in dvc_config
+        extras = re.search(r"^EXTRAS \?= (.*)$", (project / "Makefile").read_text(), re.M).group(1)
+        assert (combo["dvc_remote"] in extras.split(",")) == (combo["dvc_remote"] in ("s3", "gcs", "azure"))
+
+
+def test_all_options_are_covered() -> None:
+    for option in ("ci_provider", "dvc_remote", "include_llm", "python_version", "license", "init_git"):
+        assert {c[option] for c in COMBINATIONS} == set(OPTIONS[option]), option

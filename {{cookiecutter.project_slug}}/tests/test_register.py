@@ -1,0 +1,54 @@
+"""Stage register: one version per distinct model, lineage tags, alias, idempotent re-runs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.stages import evaluate, prepare, register, train
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land under tmp_path/mlruns
+    return uri
+
+
+def test_register_is_idempotent_and_tags_lineage(registry: str, params_file: Path, params: dict) -> None:
+    import mlflow
+
+    for stage in (prepare, train, evaluate, register):
+        assert stage.main(["--params", str(params_file)]) == 0
+    record = json.loads(Path(params["paths"]["registration"]).read_text())
+    assert record["version"] == 1 and record["alias"] == "challenger"
+
+    # When register runs again for the same model bytes, no new version appears
+    assert register.main(["--params", str(params_file)]) == 0
+    client = mlflow.MlflowClient(registry)
+    name = params["register"]["model_name"]
+    assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]
+
+    version = client.get_model_version_by_alias(name, "challenger")
+    assert version.tags["data_md5"] == register.file_md5(Path(params["data"]["path"]))
+    assert version.tags["model_md5"] == record["model_md5"]
+    assert set(version.tags) >= {"git_commit", "params_hash"}
+    model = mlflow.sklearn.load_model(f"models:/{name}@challenger")
+    assert model.predict(json_example(version)).shape[0] > 0
+
+    # A different model gets a new version and the alias moves to it
+    params["model"]["params"]["C"] = 0.01
+    import yaml
+
+    params_file.write_text(yaml.safe_dump(params))
+    assert train.main(["--params", str(params_file)]) == 0
+    assert register.main(["--params", str(params_file)]) == 0
+    assert client.get_model_version_by_alias(name, "challenger").version == "2"
+
+
+def json_example(version):
+    import mlflow
+
+    model_info = mlflow.models.get_model_info(version.source)
+    return model_info.load_input_example()
