@@ -38,6 +38,7 @@ DEPENDENCY_MODULES = {
     "pydantic", "pytest", "reports", "ruff", "scipy", "sklearn", "sqlalchemy", "src", "tests", "uv", "yaml",
 }
 
+MAX_NAME = 60  # longer names push generated imports past the line length ruff enforces
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 PACKAGE = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -49,15 +50,18 @@ def problems(answers: dict) -> list:
     slug, package = answers["project_slug"], answers["package_name"]
     if not answers["project_name"].strip():
         found.append("project_name: is empty; give the project a name")
-    if not SLUG.match(slug):
+    slug_ok = bool(SLUG.match(slug)) and len(slug) <= MAX_NAME
+    if not slug_ok:
         found.append(
             f"project_slug: {slug!r} is not a valid slug; use lowercase letters, digits and single dashes,"
-            " starting with a letter (e.g. support-insights)"
+            f" starting with a letter, at most {MAX_NAME} characters (e.g. support-insights)"
         )
-    if not PACKAGE.match(package) or not package.isidentifier():
+    if not slug_ok and package == slug.replace("-", "_"):
+        pass  # derived from the bad slug: fixing the slug fixes it, one error is enough
+    elif not PACKAGE.match(package) or not package.isidentifier() or len(package) > MAX_NAME:
         found.append(
             f"package_name: {package!r} is not a valid Python package name; use lowercase letters, digits"
-            " and underscores, starting with a letter (e.g. support_insights)"
+            f" and underscores, starting with a letter, at most {MAX_NAME} characters (e.g. support_insights)"
         )
     elif keyword.iskeyword(package) or keyword.issoftkeyword(package):
         found.append(f"package_name: {package!r} is a Python keyword; choose another name (e.g. {package}_ai)")

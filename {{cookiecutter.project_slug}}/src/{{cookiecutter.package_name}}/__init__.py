@@ -1,4 +1,4 @@
-"""The {{ cookiecutter.package_name }} package: data, model and prompts versioned together and reproduced by DVC.
+"""Data, model and prompts versioned together and reproduced by DVC.
 
 Importing the package stays cheap: heavy libraries are imported inside the stage that uses them.
 """

@@ -1,8 +1,9 @@
 """Compose params.yaml from conf/ with DVC's own Hydra composer, or check that it is fresh.
 
-`python -m {{ cookiecutter.package_name }}.params` writes params.yaml (what `dvc exp run` does
-before every experiment); `--check` exits 1 when the committed params.yaml differs from what
-conf/ composes to, because `dvc repro` never composes and would silently use stale values.
+`python -m {{ cookiecutter.package_name }}.params` writes params.yaml (what
+`dvc exp run` does before every experiment); `--check` exits 1 when the committed params.yaml
+differs from what conf/ composes to, because `dvc repro` never composes and would silently
+use stale values.
 """
 
 from __future__ import annotations

@@ -6,7 +6,12 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from {{ cookiecutter.package_name }}.config import StageError, load, run_stage, write_atomic
+from {{ cookiecutter.package_name }}.config import (
+    StageError,
+    load,
+    run_stage,
+    write_atomic,
+)
 from {{ cookiecutter.package_name }}.stages.train import features_and_labels
 
 if TYPE_CHECKING:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from {{ cookiecutter.package_name }}.config import DataConfig, StageError, load, run_stage, write_atomic
+from {{ cookiecutter.package_name }}.config import (
+    DataConfig,
+    StageError,
+    load,
+    run_stage,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     import argparse

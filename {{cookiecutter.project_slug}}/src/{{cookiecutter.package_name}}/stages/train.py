@@ -6,7 +6,14 @@ import importlib
 import io
 from typing import TYPE_CHECKING, Any
 
-from {{ cookiecutter.package_name }}.config import DataConfig, ModelConfig, StageError, load, run_stage, write_atomic
+from {{ cookiecutter.package_name }}.config import (
+    DataConfig,
+    ModelConfig,
+    StageError,
+    load,
+    run_stage,
+    write_atomic,
+)
 
 if TYPE_CHECKING:
     import argparse
