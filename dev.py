@@ -60,14 +60,18 @@ def ensure_env() -> dict[str, str]:
 def demo(args: argparse.Namespace) -> None:
     """Bake the defaults into build/demo, set the project up and reproduce its pipeline."""
     env = ensure_env()
-    shutil.rmtree(DEMO_DIR, ignore_errors=True)
-    DEMO_DIR.mkdir(parents=True)
-    run(BIN / "cookiecutter", "--no-input", "-o", DEMO_DIR, ROOT, *args.extra, env=env)
-    (project,) = [p for p in DEMO_DIR.iterdir() if p.is_dir()]
+    out = Path(args.output).resolve()
+    if out == DEMO_DIR:
+        shutil.rmtree(out, ignore_errors=True)  # ours: emptied on every demo
+    elif out.exists() and any(out.iterdir()):
+        sys.exit(f"error: demo --output {out}: directory is not empty; choose a new or empty one")
+    out.mkdir(parents=True, exist_ok=True)
+    run(BIN / "cookiecutter", "--no-input", "-o", out, ROOT, *args.extra, env=env)
+    (project,) = [p for p in out.iterdir() if p.is_dir()]
     run("make", "setup", cwd=project, env=env)
     run("make", "repro", cwd=project, env=env)
     record = json.loads((project / "reports" / "registration.json").read_text(encoding="utf-8"))
-    print(f"\nBaked {project.relative_to(ROOT)}: metrics above; registered {record['model_uri']} as @{record['alias']}.")
+    print(f"\nBaked {project}: metrics above; registered {record['model_uri']} as @{record['alias']}.")
 
 
 def test(args: argparse.Namespace) -> None:
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     tasks = parser.add_subparsers(dest="task", required=True)
     for name, func in (("demo", demo), ("test", test), ("docs", docs), ("bench", bench)):
         sub = tasks.add_parser(name, help=func.__doc__ or name)
+        if name == "demo":
+            sub.add_argument("--output", default=DEMO_DIR, help="new or empty directory to bake into")
         sub.add_argument("extra", nargs=argparse.REMAINDER, help="passed on to the underlying tool")
         sub.set_defaults(func=func)
     args = parser.parse_args(argv)

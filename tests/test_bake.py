@@ -82,6 +82,16 @@ def is_verbatim(relative: str) -> bool:
     return any(fnmatch(relative, pattern) for pattern in COPIED_VERBATIM)
 
 
+def composed_params(project: Path) -> str:
+    """What DVC's own Hydra composer writes for the project's conf/ (as `dvc exp run` would)."""
+    from dvc.utils.hydra import compose_and_dump
+
+    out = project.parent / "composed.yaml"
+    conf = str(project / "conf")
+    compose_and_dump(out, conf, None, "config", conf, [])
+    return out.read_text(encoding="utf-8")
+
+
 def check_project(project: Path, combo: dict[str, str]) -> None:
     assert baked_files(project) == expected_files(combo)
     for relative in sorted(baked_files(project)):
@@ -97,6 +107,7 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
             tomllib.loads(text)
         elif path.suffix == ".json":
             json.loads(text)
+    assert (project / "params.yaml").read_text(encoding="utf-8") == composed_params(project), "params.yaml is stale"
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
     )

@@ -1,0 +1,126 @@
+"""Whole-pipeline tests: bake, install, run the generated project's own tests, lint and pipeline.
+
+Slow (each installs a project and runs DVC and MLflow for real), so behind the `slow` marker;
+`python3 dev.py test` and `.ci/run` run them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, bake, find_python, project_env, sh
+
+pytestmark = pytest.mark.slow
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "Pipeline Test",
+    "GIT_AUTHOR_EMAIL": "pipeline@example.com",
+    "GIT_COMMITTER_NAME": "Pipeline Test",
+    "GIT_COMMITTER_EMAIL": "pipeline@example.com",
+}
+
+
+def registry_alias(project: Path, name: str, alias: str = "challenger") -> dict[str, str]:
+    """Ask the project's own MLflow which version holds an alias, and with which tags."""
+    code = (
+        "import json, mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db');"
+        f" v = c.get_model_version_by_alias({name!r}, {alias!r});"
+        " print(json.dumps({'version': str(v.version), **v.tags}))"
+    )
+    return json.loads(sh(project, "python", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def commit_all(project: Path, message: str) -> None:
+    env = project_env(project) | GIT_IDENTITY
+    sh(project, "git", "add", "-A", env=env)
+    sh(project, "git", "commit", "-q", "-m", message, env=env)
+
+
+def reproduce_and_check(project: Path, package: str) -> dict[str, float]:
+    """The checks every end-to-end combination goes through; returns the metrics."""
+    sh(project, "make", "lint")
+    sh(project, "make", "check-params")
+    tests = sh(project, "make", "test")
+    assert " passed" in tests.stdout and " failed" not in tests.stdout
+
+    repro = sh(project, "make", "repro")
+    for stage in ("prepare", "train", "evaluate", "register"):
+        assert f"Running stage '{stage}'" in repro.stdout
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.9 and metrics["roc_auc"] >= 0.95 and metrics["model_size_bytes"] > 0
+    record = json.loads((project / "reports" / "registration.json").read_text())
+    assert record["version"] == 1 and record["alias"] == "challenger"
+    tags = registry_alias(project, package)
+    assert tags["version"] == "1" and tags["model_md5"] == record["model_md5"]
+    head = sh(project, "git", "rev-parse", "HEAD", check=False).stdout.strip() or "unknown"
+    assert tags["git_commit"] == head
+
+    again = sh(project, "dvc", "repro")
+    assert "Running stage" not in again.stdout and "Data and pipelines are up to date." in again.stdout
+    return metrics
+
+
+def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
+    # The README's first command, into a scratch directory instead of build/demo
+    demo = subprocess.run(
+        [sys.executable, "dev.py", "demo", "--output", str(tmp_path / "demo")], cwd=ROOT, capture_output=True, text=True
+    )
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    assert "reports/metrics.json" in demo.stdout and "accuracy" in demo.stdout
+    assert "registered models:/support_insights/1 as @challenger." in demo.stdout
+    project = tmp_path / "demo" / "support-insights"
+
+    # Then what a developer does next: tests, lint, a no-op repro, and an experiment
+    tests = sh(project, "make", "test")
+    assert " passed" in tests.stdout
+    sh(project, "make", "lint")
+    again = sh(project, "dvc", "repro")
+    assert "Running stage" not in again.stdout
+    before = json.loads((project / "reports" / "metrics.json").read_text())
+    commit_all(project, "Reproduce the pipeline")
+
+    exp = sh(project, "dvc", "exp", "run", "-S", "model=random_forest")
+    assert "Running stage 'train'" in exp.stdout and "Running stage 'prepare'" not in exp.stdout
+    after = json.loads((project / "reports" / "metrics.json").read_text())
+    assert after["model_size_bytes"] != before["model_size_bytes"]
+    assert "name: random_forest" in (project / "params.yaml").read_text()
+    assert registry_alias(project, "support_insights")["version"] == "2"
+    diff = json.loads(sh(project, "dvc", "metrics", "diff", "--json").stdout)
+    assert "model_size_bytes" in diff["reports/metrics.json"]
+
+
+def test_another_combination_end_to_end(tmp_path: Path) -> None:
+    python = find_python("3.12")
+    combo = {
+        "project_name": "Churn Radar",
+        "python_version": "3.12" if python else "3.11",
+        "ci_provider": "gitlab",
+        "dvc_remote": "none",
+        "include_llm": "no",
+        "license": "Apache-2.0",
+    }
+    project = bake(tmp_path, **combo)
+    sh(project, "make", "setup", *([f"PYTHON={python}"] if python else []))
+    version = sh(project, "python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])").stdout.strip()
+    assert version == combo["python_version"]
+    reproduce_and_check(project, "churn_radar")
+
+
+def test_local_remote_push_and_pull(tmp_path: Path) -> None:
+    # Defaults: the local remote works out of the box; outputs survive a wipe of the cache
+    project = bake(tmp_path, project_name="Remote Check", include_llm="no", ci_provider="none")
+    sh(project, "make", "setup")
+    reproduce_and_check(project, "remote_check")
+    sh(project, "dvc", "push")
+    assert any((project / ".dvc-storage").rglob("*")), "dvc push fills the local remote"
+    for path in ("models/model.joblib", "data/prepared/train.csv"):
+        (project / path).unlink()
+    sh(project, "rm", "-rf", ".dvc/cache")
+    sh(project, "dvc", "pull")
+    assert (project / "models" / "model.joblib").exists()
+    assert "Data and pipelines are up to date." in sh(project, "dvc", "repro").stdout
