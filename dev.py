@@ -93,12 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py", description=__doc__.splitlines()[0])
     tasks = parser.add_subparsers(dest="task", required=True)
     for name, func in (("demo", demo), ("test", test), ("docs", docs), ("bench", bench)):
-        sub = tasks.add_parser(name, help=func.__doc__ or name)
+        sub = tasks.add_parser(name, help=func.__doc__ or name, epilog="Other arguments go to the underlying tool.")
         if name == "demo":
             sub.add_argument("--output", default=DEMO_DIR, help="new or empty directory to bake into")
-        sub.add_argument("extra", nargs=argparse.REMAINDER, help="passed on to the underlying tool")
         sub.set_defaults(func=func)
-    args = parser.parse_args(argv)
+    # Arguments dev.py does not know are passed on (pytest's -k, cookiecutter's key=value...).
+    args, args.extra = parser.parse_known_args(argv)
     args.func(args)
     return 0
 

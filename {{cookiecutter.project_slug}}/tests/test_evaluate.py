@@ -58,3 +58,23 @@ def _configs():
         DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0),
         ModelConfig(name="lr", estimator="sklearn.linear_model.LogisticRegression"),
     )
+
+
+def test_a_model_without_scores_fails_clearly(tiny_frame: pd.DataFrame) -> None:
+    from {{ cookiecutter.package_name }}.config import StageError
+
+    class Voter:
+        def predict(self, features):
+            return [1] * len(features)
+
+    with pytest.raises(StageError, match=r"model Voter has neither predict_proba nor decision_function"):
+        evaluate.quality(Voter(), tiny_frame.drop(columns=["label"]), [1, 0] * 30)
+
+
+def test_margin_classifiers_are_scored_by_decision_function(tiny_frame: pd.DataFrame) -> None:
+    from {{ cookiecutter.package_name }}.config import DataConfig, ModelConfig
+
+    data = DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0)
+    model = train.fit(tiny_frame, data, ModelConfig(name="svm", estimator="sklearn.svm.LinearSVC"))
+    features, labels = train.features_and_labels(tiny_frame, data)
+    assert evaluate.quality(model, features, labels)["roc_auc"] > 0.8

@@ -46,7 +46,8 @@ def test_bad_tables_fail_with_the_fix(tiny_frame, change, frame_edit, message) -
 
 def test_main_writes_both_splits(params_file: Path, params: dict, capsys) -> None:
     assert prepare.main(["--params", str(params_file)]) == 0
-    assert len(pd.read_csv(params["paths"]["train"])) + len(pd.read_csv(params["paths"]["test"])) == 60
+    prepared = Path(params["paths"]["prepared"])
+    assert len(pd.read_csv(prepared / "train.csv")) + len(pd.read_csv(prepared / "test.csv")) == 60
 
 
 def test_main_reports_a_missing_file_in_one_line(params_file: Path, params: dict, capsys) -> None:

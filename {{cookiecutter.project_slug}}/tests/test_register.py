@@ -36,7 +36,7 @@ def test_register_is_idempotent_and_tags_lineage(registry: str, params_file: Pat
     assert version.tags["model_md5"] == record["model_md5"]
     assert set(version.tags) >= {"git_commit", "params_hash"}
     model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
-    test = pd.read_csv(params["paths"]["test"]).drop(columns=["label"])
+    test = pd.read_csv(Path(params["paths"]["prepared"]) / "test.csv").drop(columns=["label"])
     assert set(model.predict(test)) <= {0, 1}
     assert model.metadata.get_input_schema().input_names() == list(test.columns)
 

@@ -56,12 +56,19 @@ class EvaluateConfig(_Section):
 class PathsConfig(_Section):
     """Every file the pipeline writes, declared once and used by dvc.yaml too."""
 
-    train: Path
-    test: Path
+    prepared: Path
     model: Path
     metrics: Path
     plots: Path
     registration: Path
+
+    @property
+    def train(self) -> Path:
+        return self.prepared / "train.csv"
+
+    @property
+    def test(self) -> Path:
+        return self.prepared / "test.csv"
 
 
 class RegisterConfig(_Section):

@@ -22,12 +22,24 @@ if TYPE_CHECKING:
 LATENCY_ROWS = 200  # rows timed one by one for the per-row latency percentiles
 
 
+def positive_scores(model: Any, features: pd.DataFrame) -> Any:
+    """A score per row that ranks the positive class higher, for ROC AUC and the curves."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(features)[:, 1]
+    if hasattr(model, "decision_function"):
+        return model.decision_function(features)
+    raise StageError(
+        f"model {type(model).__name__} has neither predict_proba nor decision_function;"
+        " choose a classifier that scores its predictions in conf/model"
+    )
+
+
 def quality(model: Any, features: pd.DataFrame, labels: Any) -> dict[str, float]:
     """Classification metrics on held-out data (the positive class is label 1)."""
     from sklearn import metrics
 
     predicted = model.predict(features)
-    scores = model.predict_proba(features)[:, 1]
+    scores = positive_scores(model, features)
     return {
         "accuracy": float(metrics.accuracy_score(labels, predicted)),
         "precision": float(metrics.precision_score(labels, predicted, zero_division=0)),
@@ -59,7 +71,7 @@ def plot_data(model: Any, features: pd.DataFrame, labels: Any, positive: str) ->
 
     names = {1: positive, 0: f"not_{positive}"}
     predicted = model.predict(features)
-    scores = model.predict_proba(features)[:, 1]
+    scores = positive_scores(model, features)
     fpr, tpr, _ = metrics.roc_curve(labels, scores)
     precision, recall, _ = metrics.precision_recall_curve(labels, scores)
     return {
