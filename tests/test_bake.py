@@ -108,6 +108,10 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
         elif path.suffix == ".json":
             json.loads(text)
     assert (project / "params.yaml").read_text(encoding="utf-8") == composed_params(project), "params.yaml is stale"
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    dvc_yaml = (project / "dvc.yaml").read_text(encoding="utf-8")
+    for name, path in params["paths"].items():
+        assert path not in dvc_yaml, f"dvc.yaml repeats paths.{name} ({path}); refer to it as ${{paths.{name}}}"
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
     )
