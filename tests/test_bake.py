@@ -55,7 +55,16 @@ BASE_FILES = {
 }  # fmt: skip
 GITHUB_FILES = {".github/workflows/pipeline.yml"}
 GITLAB_FILES = {".gitlab-ci.yml"}
-LLM_FILES: set[str] = set()
+LLM_FILES = {
+    "prompts/summarize_ticket.yaml", "prompts/triage_ticket.yaml",
+    "data/golden/.gitignore", "data/golden/README.md",
+    "data/golden/summarize_ticket.jsonl", "data/golden/summarize_ticket.jsonl.dvc",
+    "data/golden/triage_ticket.jsonl", "data/golden/triage_ticket.jsonl.dvc",
+    "conf/llm/local.yaml", "conf/llm/openai.yaml", "conf/prompts/default.yaml",
+    "src/{pkg}/app.py", "src/{pkg}/llm.py", "src/{pkg}/prompts.py",
+    "src/{pkg}/stages/prompt_outputs.py", "src/{pkg}/stages/prompt_evaluate.py",
+    "tests/test_llm.py", "tests/test_prompt_registry.py", "tests/test_prompts.py",
+}  # fmt: skip
 
 
 def expected_files(combo: dict[str, str], pkg: str = "support_insights") -> set[str]:
@@ -80,6 +89,15 @@ def is_verbatim(relative: str) -> bool:
     from fnmatch import fnmatch
 
     return any(fnmatch(relative, pattern) for pattern in COPIED_VERBATIM)
+
+
+def strings(node: object) -> list[str]:
+    """Every string in a parsed YAML document, mapping keys included."""
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in (*strings(k), *strings(v))]
+    if isinstance(node, list):
+        return [s for item in node for s in strings(item)]
+    return [node] if isinstance(node, str) else []
 
 
 def composed_params(project: Path) -> str:
@@ -109,9 +127,10 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
             json.loads(text)
     assert (project / "params.yaml").read_text(encoding="utf-8") == composed_params(project), "params.yaml is stale"
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
-    dvc_yaml = (project / "dvc.yaml").read_text(encoding="utf-8")
+    scalars = set(strings(yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))))
     for name, path in params["paths"].items():
-        assert path not in dvc_yaml, f"dvc.yaml repeats paths.{name} ({path}); refer to it as ${{paths.{name}}}"
+        repeats = [s for s in scalars if s == path or s.startswith(f"{path}/")]
+        assert not repeats, f"dvc.yaml repeats paths.{name} ({path}) in {repeats}; refer to it as ${{paths.{name}}}"
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
     )

@@ -7,6 +7,7 @@ Slow (each installs a project and runs DVC and MLflow for real), so behind the `
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,11 @@ def registry_alias(project: Path, name: str, alias: str = "challenger") -> dict[
         " print(json.dumps({'version': str(v.version), **v.tags}))"
     )
     return json.loads(sh(project, "python", "-c", code).stdout.strip().splitlines()[-1])
+
+
+def ran(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` actually ran, from its output."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def commit_all(project: Path, message: str) -> None:
@@ -72,8 +78,13 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "reports/metrics.json" in demo.stdout and "accuracy" in demo.stdout
-    assert "registered models:/support_insights/1 as @challenger." in demo.stdout
+    assert "registered models:/support_insights/1 as @challenger.," in demo.stdout
+    for prompt in ("summarize_ticket", "triage_ticket"):  # the prompt track is on by default
+        assert f"register: prompts:/{prompt}/1 (@challenger)" in demo.stdout
     project = tmp_path / "demo" / "support-insights"
+    prompt_metrics = json.loads((project / "reports" / "prompts" / "triage_ticket" / "metrics.json").read_text())
+    assert prompt_metrics["cases"] >= 30 and prompt_metrics["pii_leak_rate"] == 0.0
+    assert 0.2 < prompt_metrics["exact_match"] <= 1
 
     # Then what a developer does next: tests, lint, a no-op repro, and an experiment
     tests = sh(project, "make", "test")
@@ -84,8 +95,18 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     before = json.loads((project / "reports" / "metrics.json").read_text())
     commit_all(project, "Reproduce the pipeline")
 
+    # A prompt edit re-runs that prompt's stages and register, nothing else; one new prompt version
+    prompt_file = project / "prompts" / "summarize_ticket.yaml"
+    prompt_file.write_text(prompt_file.read_text().replace("max_tokens: 48", "max_tokens: 40"))
+    edit = sh(project, "dvc", "repro")
+    assert ran(edit.stdout) == {"prompt_outputs@summarize_ticket", "prompt_evaluate@summarize_ticket", "register"}
+    record = json.loads((project / "reports" / "registration.json").read_text())
+    assert record["prompts"] == {"summarize_ticket": 2, "triage_ticket": 1} and record["version"] == 1
+    commit_all(project, "Shorter summaries")
+
+    # A model change re-runs the model's stages and register, never the prompt evaluation
     exp = sh(project, "dvc", "exp", "run", "-S", "model=random_forest")
-    assert "Running stage 'train'" in exp.stdout and "Running stage 'prepare'" not in exp.stdout
+    assert ran(exp.stdout) == {"train", "evaluate", "register"}
     after = json.loads((project / "reports" / "metrics.json").read_text())
     assert after["model_size_bytes"] != before["model_size_bytes"]
     assert "name: random_forest" in (project / "params.yaml").read_text()

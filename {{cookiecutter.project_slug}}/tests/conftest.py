@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+{% if cookiecutter.include_llm == "yes" -%}
+import shutil
+{% endif -%}
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +39,13 @@ def params(tmp_path: Path, tiny_frame: pd.DataFrame) -> dict[str, Any]:
     raw = tmp_path / "raw.csv"
     tiny_frame.to_csv(raw, index=False)
     composed["data"] |= {"path": str(raw), "target": "label", "positive_class": "yes", "features": None}
-    composed["paths"] = {name: str(tmp_path / Path(value).name) for name, value in composed["paths"].items()}
+    relative = composed["paths"]
+    composed["paths"] = {name: str(tmp_path / value) for name, value in relative.items()}
     composed["evaluate"]["floors"] = {"accuracy": 0.5}
+{%- if cookiecutter.include_llm == "yes" %}
+    for name in ("prompts", "golden"):  # the prompt track reads these from paths.*
+        shutil.copytree(PROJECT_ROOT / relative[name], composed["paths"][name])
+{%- endif %}
     return composed
 
 

@@ -24,11 +24,15 @@ def test_metrics_and_plots_from_the_stage(params_file: Path, params: dict) -> No
     assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
 
 
-def test_broken_floors_are_listed() -> None:
-    broken = evaluate.broken_floors({"accuracy": 0.8, "f1": 0.95}, {"accuracy": 0.9, "f1": 0.9, "auc": 0.5})
-    assert broken[0] == "accuracy 0.800 < 0.900"
-    assert broken[1].startswith("auc missing from metrics")
-    assert len(broken) == 2
+def test_broken_limits_are_listed() -> None:
+    metrics = {"accuracy": 0.8, "f1": 0.95, "latency": 7.0, "nan": float("nan")}
+    broken = evaluate.broken_limits(metrics, {"accuracy": 0.9, "f1": 0.9, "auc": 0.5}, {"latency": 5, "nan": 1})
+    assert broken == [
+        "accuracy 0.800 < 0.900",
+        "auc missing from metrics (limit 0.5)",
+        "latency 7.000 > 5.000",
+        "nan nan > 1.000",
+    ]
 
 
 def test_a_floor_fails_the_stage_after_writing_metrics(params_file: Path, params: dict, capsys) -> None:

@@ -24,6 +24,9 @@ def test_register_is_idempotent_and_tags_lineage(registry: str, params_file: Pat
         assert stage.main(["--params", str(params_file)]) == 0
     record = json.loads(Path(params["paths"]["registration"]).read_text())
     assert record["version"] == 1 and record["alias"] == "challenger"
+{%- if cookiecutter.include_llm == "yes" %}
+    assert record["prompts"] == {"summarize_ticket": 1, "triage_ticket": 1}
+{%- endif %}
 
     # When register runs again for the same model bytes, no new version appears
     assert register.main(["--params", str(params_file)]) == 0
@@ -35,6 +38,11 @@ def test_register_is_idempotent_and_tags_lineage(registry: str, params_file: Pat
     assert version.tags["data_md5"] == register.file_md5(Path(params["data"]["path"]))
     assert version.tags["model_md5"] == record["model_md5"]
     assert set(version.tags) >= {"git_commit", "params_hash"}
+{%- if cookiecutter.include_llm == "yes" %}
+    assert version.tags["prompt.summarize_ticket"] == "1"
+    prompt = mlflow.genai.load_prompt("prompts:/triage_ticket@challenger")
+    assert prompt.tags["model_version"] == f"models:/{name}/1"
+{%- endif %}
     model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
     test = pd.read_csv(Path(params["paths"]["prepared"]) / "test.csv").drop(columns=["label"])
     assert set(model.predict(test)) <= {0, 1}

@@ -11,12 +11,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any{% if cookiecutter.include_llm == "yes" %}, Literal{% endif %}
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError{% if cookiecutter.include_llm == "yes" %}, model_validator{% endif %}
 
 PARAMS_FILE = Path("params.yaml")
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
 
 
 class StageError(Exception):
@@ -61,6 +62,11 @@ class PathsConfig(_Section):
     metrics: Path
     plots: Path
     registration: Path
+{%- if cookiecutter.include_llm == "yes" %}
+    prompts: Path
+    golden: Path
+    prompt_reports: Path
+{%- endif %}
 
     @property
     def train(self) -> Path:
@@ -69,6 +75,17 @@ class PathsConfig(_Section):
     @property
     def test(self) -> Path:
         return self.prepared / "test.csv"
+{%- if cookiecutter.include_llm == "yes" %}
+
+    def prompt_file(self, name: str) -> Path:
+        return self.prompts / f"{name}.yaml"
+
+    def golden_file(self, name: str) -> Path:
+        return self.golden / f"{name}.jsonl"
+
+    def prompt_report(self, name: str) -> Path:
+        return self.prompt_reports / name
+{%- endif %}
 
 
 class RegisterConfig(_Section):
@@ -79,13 +96,59 @@ class RegisterConfig(_Section):
     alias: str = Field(pattern=r"^[A-Za-z_][\w-]*$")
 
 
+{%- if cookiecutter.include_llm == "yes" %}
+
+
+class LLMConfig(_Section):
+    """conf/llm: the language model that answers the prompts, and what its tokens cost."""
+
+    backend: Literal["llama_cpp", "openai"]
+    model: str = Field(min_length=1)
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    context_size: int = Field(default=2048, gt=0)
+    threads: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60, gt=0)
+    max_retries: int = Field(default=0, ge=0)
+    schema_style: Literal["json_schema", "json_object"] = "json_schema"
+    price_per_1k_input_tokens: float = Field(default=0.0, ge=0)
+    price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
+
+
+class PromptsConfig(_Section):
+    """conf/prompts: which prompts are evaluated and registered, and the gates on their metrics."""
+
+    names: list[str] = Field(min_length=1)
+    alias: str = Field(pattern=r"^[A-Za-z_][\w-]*$")
+    floors: dict[str, dict[str, float]] = Field(default_factory=dict)  # per prompt
+    ceilings: dict[str, float] = Field(default_factory=dict)  # every prompt
+    banned_phrases: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _floors_name_prompts(self) -> PromptsConfig:
+        unknown = sorted(set(self.floors) - set(self.names))
+        if unknown:
+            raise ValueError(f"floors name prompt(s) not in names: {', '.join(unknown)}")
+        return self
+{%- endif %}
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig,
     "model": ModelConfig,
     "evaluate": EvaluateConfig,
     "paths": PathsConfig,
     "register": RegisterConfig,
+{%- if cookiecutter.include_llm == "yes" %}
+    "llm": LLMConfig,
+    "prompts": PromptsConfig,
+{%- endif %}
 }
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set (a tracking server, a database), else the local SQLite file."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -132,10 +195,18 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     os.replace(tmp, path)
 
 
-def run_stage(stage: str, description: str, body: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
-    """Parse the shared arguments, run a stage body, and turn StageError into one line on stderr."""
+def run_stage(
+    stage: str,
+    description: str,
+    body: Callable[[argparse.Namespace], None],
+    argv: list[str] | None,
+    arguments: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> int:
+    """Parse the shared arguments (and a stage's own), run its body, report StageError in one line."""
     parser = argparse.ArgumentParser(prog=f"python -m {__package__}.stages.{stage}", description=description)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="composed parameters file")
+    if arguments is not None:
+        arguments(parser)
     args = parser.parse_args(argv)
     try:
         body(args)

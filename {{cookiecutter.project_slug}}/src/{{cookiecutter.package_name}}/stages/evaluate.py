@@ -85,18 +85,22 @@ def plot_data(model: Any, features: pd.DataFrame, labels: Any, positive: str) ->
     }
 
 
-def broken_floors(metrics: dict[str, float], floors: dict[str, float]) -> list[str]:
-    """Describe each metric that is under its floor (or missing), e.g. 'f1 0.810 < 0.850'."""
+def broken_limits(
+    metrics: dict[str, float], floors: dict[str, float], ceilings: dict[str, float] | None = None
+) -> list[str]:
+    """Describe each metric under its floor, over its ceiling, or missing: e.g. 'f1 0.810 < 0.850'."""
     broken = []
-    for name, floor in floors.items():
-        if name not in metrics:
-            broken.append(f"{name} missing from metrics (floor {floor}); fix evaluate.floors in conf/evaluate")
-        elif not metrics[name] >= floor:
-            broken.append(f"{name} {metrics[name]:.3f} < {floor:.3f}")
+    for limits, fails, sign in ((floors, lambda v, x: not v >= x, "<"), (ceilings or {}, lambda v, x: not v <= x, ">")):
+        for name, limit in limits.items():
+            if name not in metrics:
+                broken.append(f"{name} missing from metrics (limit {limit})")
+            elif fails(metrics[name], limit):
+                broken.append(f"{name} {metrics[name]:.3f} {sign} {limit:.3f}")
     return broken
 
 
-def _write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+    """A plain CSV for DVC's plot templates (header from the first row)."""
     header = list(rows[0])
     lines = [",".join(header), *(",".join(str(row[k]) for k in header) for row in rows)]
     write_atomic(path, "\n".join(lines) + "\n")
@@ -114,10 +118,10 @@ def _main(args: argparse.Namespace) -> None:
     metrics["model_size_bytes"] = paths.model.stat().st_size
     write_atomic(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     for name, rows in plot_data(model, features, labels, data.positive_class).items():
-        _write_csv(paths.plots / f"{name}.csv", rows)
+        write_csv(paths.plots / f"{name}.csv", rows)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
-    broken = broken_floors(metrics, evaluate.floors)
+    broken = broken_limits(metrics, evaluate.floors)
     if broken:
         raise StageError(f"metrics under their floors in conf/evaluate: {'; '.join(broken)}")
 

