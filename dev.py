@@ -71,8 +71,8 @@ def demo(args: argparse.Namespace) -> None:
     run("make", "setup", cwd=project, env=env)
     run("make", "repro", cwd=project, env=env)
     record = json.loads((project / "reports" / "registration.json").read_text(encoding="utf-8"))
-    prompts = "".join(f", prompts:/{name}/{v}" for name, v in record.get("prompts", {}).items())
-    print(f"\nBaked {project}: metrics above; registered {record['model_uri']} as @{record['alias']}.{prompts}")
+    registered = [record["model_uri"], *(f"prompts:/{n}/{v}" for n, v in record.get("prompts", {}).items())]
+    print(f"\nBaked {project}: metrics above; registered {', '.join(registered)} as @{record['alias']}.")
 
 
 def test(args: argparse.Namespace) -> None:

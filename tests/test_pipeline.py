@@ -78,9 +78,9 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "reports/metrics.json" in demo.stdout and "accuracy" in demo.stdout
-    assert "registered models:/support_insights/1 as @challenger.," in demo.stdout
-    for prompt in ("summarize_ticket", "triage_ticket"):  # the prompt track is on by default
-        assert f"register: prompts:/{prompt}/1 (@challenger)" in demo.stdout
+    # The prompt track is on by default: the prompts are registered beside the model
+    registered = "registered models:/support_insights/1, prompts:/summarize_ticket/1, prompts:/triage_ticket/1"
+    assert f"{registered} as @challenger." in demo.stdout
     project = tmp_path / "demo" / "support-insights"
     prompt_metrics = json.loads((project / "reports" / "prompts" / "triage_ticket" / "metrics.json").read_text())
     assert prompt_metrics["cases"] >= 30 and prompt_metrics["pii_leak_rate"] == 0.0

@@ -123,7 +123,8 @@ class OpenAICompatible:
         openai = self._openai
         start = time.perf_counter()
         if self._schema_style == "json_schema":  # OpenAI, Azure, vLLM, Ollama
-            response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+            named = {"name": "answer", "schema": schema}
+            response_format = {"type": "json_schema", "json_schema": named}
         else:  # llama.cpp's server
             response_format = {"type": "json_object", "schema": schema}
         try:
