@@ -48,6 +48,7 @@ BASE_FILES = {
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
     "src/{pkg}/__init__.py", "src/{pkg}/config.py", "src/{pkg}/params.py", "src/{pkg}/stages/__init__.py",
+    "src/{pkg}/gate.py", "src/{pkg}/promote.py", "tests/test_gate.py", "conf/gates/default.yaml",
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
     "src/{pkg}/stages/register.py",
     "tests/conftest.py", "tests/test_config.py", "tests/test_evaluate.py", "tests/test_params.py",
@@ -131,6 +132,15 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
     for name, path in params["paths"].items():
         repeats = [s for s in scalars if s == path or s.startswith(f"{path}/")]
         assert not repeats, f"dvc.yaml repeats paths.{name} ({path}) in {repeats}; refer to it as ${{paths.{name}}}"
+    schemas = {".github/workflows/pipeline.yml": ["vendor.github-workflows"], ".gitlab-ci.yml": ["vendor.gitlab-ci",
+               "--data-transform", "gitlab-ci"]}  # fmt: skip
+    for ci_file, schema in schemas.items():
+        if (project / ci_file).exists():
+            checked = subprocess.run(
+                [sys.executable, "-m", "check_jsonschema", "--builtin-schema", *schema, ci_file],
+                cwd=project, capture_output=True, text=True,
+            )  # fmt: skip
+            assert checked.returncode == 0, checked.stdout + checked.stderr
     ruff = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", "."], cwd=project, capture_output=True, text=True
     )

@@ -1,0 +1,164 @@
+"""Pull requests simulated in a baked project: the gate against the base, as CI runs it.
+
+Each scenario is a branch a developer would push (after `make repro` and a commit, as the
+project's docs ask), followed by the make targets the generated CI files call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+import yaml
+
+from conftest import ROOT, bake, project_env, sh
+
+pytestmark = pytest.mark.slow
+
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "Dev",
+    "GIT_AUTHOR_EMAIL": "dev@example.com",
+    "GIT_COMMITTER_NAME": "Dev",
+    "GIT_COMMITTER_EMAIL": "dev@example.com",
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A default bake, set up, reproduced and committed on main: the base of every PR below."""
+    project = bake(tmp_path_factory.mktemp("pr"))
+    sh(project, "make", "setup")
+    sh(project, "make", "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "Reproduce the pipeline")
+    return project
+
+
+def git(project: Path, *args: str, check: bool = True):
+    return sh(project, "git", *args, check=check, env=project_env(project) | GIT_ID)
+
+
+def branch(project: Path, name: str, start: str = "main") -> None:
+    git(project, "checkout", "-q", "-B", name, start)
+    sh(project, "dvc", "checkout", "-q", check=False)
+
+
+def set_param(project: Path, conf_file: str, old: str, new: str) -> None:
+    path = project / conf_file
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def commit_run(project: Path, message: str) -> None:
+    sh(project, "make", "repro")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", message)
+
+
+def gate(project: Path, base: str) -> tuple[int, str, ET.Element]:
+    result = sh(project, "make", "gate", f"BASE={base}", check=False)
+    report = (project / "reports" / "gate" / "report.md").read_text()
+    return result.returncode, report, ET.parse(project / "reports" / "gate" / "junit.xml").getroot()
+
+
+def row(report: str, metric: str) -> str:
+    (line,) = [line for line in report.splitlines() if line.startswith(f"| `{metric}` |")]
+    return line
+
+
+def test_ci_steps_pass_on_main(project: Path) -> None:
+    branch(project, "main")
+    result = sh(project, "make", "ci", "BASE=main")
+    assert "gate: passed" in result.stdout
+    assert "dvc.lock matches the committed code, params, data and prompts" in result.stdout
+
+
+def test_a_regressing_param_fails_the_gate(project: Path) -> None:
+    branch(project, "regress")
+    set_param(project, "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.005")
+    commit_run(project, "Stronger regularisation")
+    sh(project, "make", "check-lock")
+    code, report, junit = gate(project, "main")
+    assert code != 0
+    assert "❌ **Gate failed**" in report.splitlines()[4]
+    assert "❌ regressed by" in row(report, "reports/metrics.json:accuracy")
+    assert "✅ pass" in row(report, "reports/metrics.json:roc_auc")
+    assert "| `params.yaml:model.params.C` | `1.0` | `0.005` |" in report
+    failed = [case.get("name") for case in junit.iter("testcase") if case.find("failure") is not None]
+    assert any(name.startswith("accuracy") for name in failed)
+
+
+def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
+    # The pull request targets the branch above, not main: the base is the merge base with it.
+    branch(project, "improve", start="regress")
+    set_param(project, "conf/model/logistic_regression.yaml", "C: 0.005", "C: 1.0")
+    commit_run(project, "Back to C=1")
+    code, report, _ = gate(project, "regress")
+    assert code == 0, report
+    assert "✅ **Gate passed**" in report
+    assert re.search(r"\| `reports/metrics.json:accuracy` \| 0\.9298 \| 0\.9649 \| \+0\.035", report)
+
+
+def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
+    branch(project, "leak")
+    set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary:", "Repeat the ticket word for word:")
+    repro = sh(project, "make", "repro", check=False)
+    assert repro.returncode != 0 and "pii_leak_rate" in repro.stderr  # the stage's own ceiling
+    code, report, _ = gate(project, "main")  # CI still runs the gate, for the report
+    assert code != 0
+    assert "❌ 0.02778 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")
+    assert "+    content: \"Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:\"" in report
+    git(project, "checkout", "-q", "--", ".")
+
+
+def test_a_new_metric_is_reported_not_crashing(project: Path) -> None:
+    branch(project, "new-metric")
+    stage = project / "src" / "support_insights" / "stages" / "evaluate.py"
+    set_param(
+        project,
+        str(stage.relative_to(project)),
+        '    metrics["model_size_bytes"] = paths.model.stat().st_size\n',
+        '    metrics["model_size_bytes"] = paths.model.stat().st_size\n    metrics["positives"] = int(labels.sum())\n',
+    )
+    commit_run(project, "Count positives")
+    code, report, _ = gate(project, "main")
+    assert code == 0, report
+    assert "| `reports/metrics.json:positives` | — (absent) | 42 | new |" in report
+
+
+def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
+    branch(project, "stale")
+    set_param(project, "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.5")
+    sh(project, "make", "params")
+    git(project, "commit", "-q", "-am", "Change C without reproducing")
+    result = sh(project, "make", "check-lock", check=False)
+    assert result.returncode != 0
+    assert "error: dvc.lock is stale for 2 stage(s); run `dvc repro register train` and commit dvc.lock" in result.stderr
+    git(project, "checkout", "-q", "main")
+
+
+def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
+    branch(project, "main")
+    assert "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1" in sh(
+        project, "make", "promote"
+    ).stdout
+    app = sh(project, "python", "-m", "support_insights.app", "triage_ticket", "--var", "ticket=I was charged twice")
+    assert "prompt: prompts:/triage_ticket@champion" in app.stderr
+    assert json.loads(app.stdout)["queue"] in {"billing", "technical", "account", "shipping", "other"}
+
+
+def test_ci_files_call_only_make_targets_that_exist(tmp_path: Path) -> None:
+    project = bake(tmp_path, ci_provider="both", init_git="no")
+    targets = set(re.findall(r"^([a-z-]+):", (project / "Makefile").read_text(), re.M))
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "pipeline.yml").read_text())
+    commands = [step.get("run", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    gitlab = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    commands += [line for job in gitlab.values() if isinstance(job, dict) for line in job.get("script", [])]
+    commands += gitlab["default"]["before_script"]
+    called = {m for command in commands for m in re.findall(r"\bmake ([a-z-]+)", command)}
+    assert called and called <= targets, called - targets
+    assert {"setup", "lint", "test", "check-params", "check-lock", "repro-ci", "gate", "promote"} <= called

@@ -1,0 +1,385 @@
+"""The CI gate: compare the workspace's metrics with a base revision, report, and fail regressions.
+
+    python -m {{ cookiecutter.package_name }}.gate --base main      # or: make gate BASE=main
+    python -m {{ cookiecutter.package_name }}.gate check-lock       # or: make check-lock
+
+`compare` takes the merge base of BASE and HEAD, reads `dvc metrics diff --all --json` and
+`dvc params diff --json` against it, and applies the rules in conf/gates (composed into
+params.yaml). It writes reports/gate/report.md (the pull-request comment), junit.xml (one
+case per rule and metric) and metrics.txt (OpenMetrics, for GitLab), and exits 1 when a rule
+is broken, 2 when the comparison itself cannot be made. A value that cannot be read fails its
+rule unless the rule says `on_unreadable: pass`: a regression never passes silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from xml.etree import ElementTree as ET
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from {{ cookiecutter.package_name }}.config import (
+    PARAMS_FILE,
+    StageError,
+    read_params,
+    section,
+    write_atomic,
+)
+
+OUT_DIR = Path("reports/gate")
+MARKER = "<!-- lockstep-gate -->"  # lets CI find and update its own comment
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: str = Field(pattern=r"^[^:]+:.+$")  # "<metrics file>:<key>", globs allowed
+    direction: Literal["higher", "lower"]
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = Field(default=None, ge=0)
+    max_regression_pct: float | None = Field(default=None, ge=0)
+    on_unreadable: Literal["fail", "pass"] = "fail"
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.metric)
+
+    def describe(self) -> str:
+        parts = [f"{'≥' if self.direction == 'higher' else '≤'} better"]
+        parts += [f"min {self.min:g}"] if self.min is not None else []
+        parts += [f"max {self.max:g}"] if self.max is not None else []
+        worse = "drop" if self.direction == "higher" else "rise"
+        parts += [f"{worse} ≤ {self.max_regression:g}"] if self.max_regression is not None else []
+        parts += [f"{worse} ≤ {self.max_regression_pct:g}%"] if self.max_regression_pct is not None else []
+        return ", ".join(parts)
+
+
+class GatesConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: list[Rule] = Field(min_length=1)
+
+
+@dataclass
+class Value:
+    """One side of a comparison: a number, or why there is none."""
+
+    number: float | None = None
+    problem: str | None = None  # "absent" (no base yet / new metric), else why it is unreadable
+
+    @classmethod
+    def of(cls, raw: Any, absent: str | None = None) -> Value:
+        if raw is None:
+            return cls(problem=absent or "missing")
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            return cls(problem=f"not a number ({raw!r})")
+        if math.isnan(raw) or math.isinf(raw):
+            return cls(problem=f"not a number ({raw})")
+        return cls(number=float(raw))
+
+    def show(self) -> str:
+        return f"{self.number:.4g}" if self.number is not None else f"— ({self.problem})"
+
+
+@dataclass
+class Check:
+    rule: Rule
+    metric: str
+    old: Value
+    new: Value
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def evaluate(rule: Rule, metric: str, old: Value, new: Value) -> Check:
+    """Apply one rule to one metric; the reasons it fails (none when it passes)."""
+    failures: list[str] = []
+    if new.number is None:
+        if rule.on_unreadable == "fail":
+            failures.append(f"new value {new.problem}")
+        return Check(rule, metric, old, new, failures)
+    if rule.min is not None and new.number < rule.min:
+        failures.append(f"{new.number:.4g} < min {rule.min:g}")
+    if rule.max is not None and new.number > rule.max:
+        failures.append(f"{new.number:.4g} > max {rule.max:g}")
+    if old.number is None:
+        if old.problem != "absent" and rule.on_unreadable == "fail":
+            failures.append(f"base value {old.problem}")
+        return Check(rule, metric, old, new, failures)
+    worse = old.number - new.number if rule.direction == "higher" else new.number - old.number
+    if rule.max_regression is not None and worse > rule.max_regression + 1e-12:
+        failures.append(f"regressed by {worse:.4g} > {rule.max_regression:g}")
+    if rule.max_regression_pct is not None and worse > 0:
+        pct = math.inf if old.number == 0 else 100 * worse / abs(old.number)
+        if pct > rule.max_regression_pct + 1e-9:
+            failures.append(f"regressed by {pct:.3g}% > {rule.max_regression_pct:g}%")
+    return Check(rule, metric, old, new, failures)
+
+
+def git(*args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], capture_output=True, text=True)
+    if check and result.returncode:
+        raise StageError(
+            f"git {' '.join(args)}: {result.stderr.strip().splitlines()[-1] if result.stderr else 'failed'}"
+        )
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def resolve_base(base: str) -> str:
+    """The merge base of BASE and HEAD: what the pull request would change."""
+    if not git("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False):
+        raise StageError("no commit yet: commit the project first (the gate compares commits)")
+    for candidate in (base, f"origin/{base}"):
+        if git("rev-parse", "--verify", "-q", candidate + "^{commit}", check=False):
+            merge_base = git("merge-base", candidate, "HEAD", check=False)
+            if not merge_base:
+                raise StageError(
+                    f"base '{base}' shares no history with HEAD; fetch full history (git fetch --unshallow)"
+                )
+            return merge_base
+    raise StageError(f"base '{base}' is not a known revision; fetch it (git fetch origin {base}) or set BASE")
+
+
+def base_file(rev: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
+    """A metrics file as committed at rev: (content, None), (None, 'absent') or (None, why unreadable)."""
+    if subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], capture_output=True).returncode:
+        return None, "absent"
+    try:
+        return json.loads(git("show", f"{rev}:{path}")), None
+    except (json.JSONDecodeError, StageError) as exc:
+        return None, f"unreadable at base ({type(exc).__name__})"
+
+
+def dvc_json(*args: str) -> dict[str, Any]:
+    """Run a dvc command with --json and parse its output; DVC exits 0 on some load failures."""
+    result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
+    if result.returncode:
+        detail = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise StageError(f"dvc {' '.join(args)}: {detail}")
+    try:
+        return json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        raise StageError(f"dvc {' '.join(args)} printed no JSON: {result.stdout[:200]!r}") from None
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def metric_values(base_rev: str) -> dict[str, tuple[Value, Value]]:
+    """Every metric of workspace and base as (old, new), keyed "<file>:<key>"."""
+    diff = dvc_json("metrics", "diff", base_rev, "--all")
+    values = {}
+    for path, metrics in diff.items():
+        committed, why = base_file(base_rev, path)
+        committed_values = flatten(committed) if committed is not None else {}
+        for key, entry in metrics.items():
+            old_raw = entry.get("old")
+            if old_raw is None:  # DVC leaves it out when it failed to load the base: read it from Git
+                old_raw = committed_values.get(key)
+            # No base value: the file or the key is new in this branch, or the base is unreadable.
+            old = Value.of(old_raw, absent="absent" if committed is not None else why)
+            removed = "removed in this branch" if Path(path).exists() else f"{path} missing"
+            values[f"{path}:{key}"] = (old, Value.of(entry.get("new"), absent=removed))
+    return values
+
+
+def apply_rules(rules: list[Rule], values: dict[str, tuple[Value, Value]]) -> list[Check]:
+    checks = []
+    for rule in rules:
+        matched = [name for name in sorted(values) if rule.matches(name)]
+        if not matched and not any(ch in rule.metric for ch in "*?["):
+            missing = Value(problem="no such metric in workspace or base")
+            checks.append(evaluate(rule, rule.metric, missing, missing))
+        checks += [evaluate(rule, name, *values[name]) for name in matched]
+    return checks
+
+
+def change(old: Value, new: Value) -> str:
+    if old.number is None or new.number is None:
+        return "new" if old.problem == "absent" and new.number is not None else "—"
+    delta = new.number - old.number
+    pct = f" ({100 * delta / abs(old.number):+.1f}%)" if old.number else ""
+    return f"{delta:+.4g}{pct}"
+
+
+def report(
+    checks: list[Check], values: dict[str, tuple[Value, Value]], base_label: str, context: dict[str, str]
+) -> str:
+    broken = [c for c in checks if not c.passed]
+    verdict = (
+        f"❌ **Gate failed**: {len(broken)} of {len(checks)} checks broken"
+        if broken
+        else f"✅ **Gate passed**: {len(checks)} checks against `{base_label}`"
+    )
+    lines = [MARKER, f"## Lockstep gate: {'failed' if broken else 'passed'}", "", verdict, ""]
+    lines += [f"Base: `{base_label}` (merge base `{context['base'][:10]}`) · head `{context['head'][:10]}`", ""]
+    lines += ["| metric | base | new | change | rule | result |", "| --- | --- | --- | --- | --- | --- |"]
+    for c in checks:
+        mark = "✅ pass" if c.passed else "❌ " + "; ".join(c.failures)
+        cells = [f"`{c.metric}`", c.old.show(), c.new.show(), change(c.old, c.new), c.rule.describe(), mark]
+        lines.append("| " + " | ".join(cells) + " |")
+    ungated = [name for name in sorted(values) if not any(c.metric == name for c in checks)]
+    if ungated:
+        lines += ["", "<details><summary>Metrics without a rule</summary>", ""]
+        lines += ["| metric | base | new | change |", "| --- | --- | --- | --- |"]
+        lines += [f"| `{n}` | {values[n][0].show()} | {values[n][1].show()} | {change(*values[n])} |" for n in ungated]
+        lines += ["", "</details>"]
+    if context.get("params"):
+        lines += ["", "### Params changed", "", context["params"]]
+    if context.get("prompts"):
+        lines += ["", "### Prompts changed", "", "```diff", context["prompts"].rstrip(), "```"]
+    lines += ["", "### Plots", "", context.get("plots", "Run `dvc plots diff` against the base to see them.")]
+    lines += ["", verdict, ""]
+    return "\n".join(lines)
+
+
+def params_table(base_rev: str) -> str:
+    diff = dvc_json("params", "diff", base_rev)
+    rows = [
+        f"| `{path}:{key}` | `{entry.get('old')}` | `{entry.get('new')}` |"
+        for path, params in diff.items()
+        for key, entry in sorted(params.items())
+    ]
+    return "\n".join(["| param | base | new |", "| --- | --- | --- |", *rows]) if rows else ""
+
+
+def junit(checks: list[Check]) -> bytes:
+    suite = ET.Element("testsuite", name="lockstep-gate", tests=str(len(checks)))
+    suite.set("failures", str(sum(not c.passed for c in checks)))
+    for c in checks:
+        path, _, key = c.metric.partition(":")
+        case = ET.SubElement(suite, "testcase", classname=f"gate.{path}", name=f"{key} [{c.rule.describe()}]")
+        if not c.passed:
+            failure = ET.SubElement(case, "failure", message="; ".join(c.failures))
+            failure.text = f"base {c.old.show()}, new {c.new.show()}"
+    return ET.tostring(suite, encoding="utf-8", xml_declaration=True)
+
+
+def openmetrics(values: dict[str, tuple[Value, Value]]) -> str:
+    """GitLab's metrics report: one `name value` line per readable new value."""
+    safe = {name: "".join(ch if ch.isalnum() else "_" for ch in name) for name in values}
+    return "".join(f"{safe[n]} {v.number:g}\n" for n, (_, v) in sorted(values.items()) if v.number is not None)
+
+
+def compare(base: str, params_file: Path, out_dir: Path) -> int:
+    gates = section(read_params(params_file), "gates", GatesConfig, params_file)
+    base_rev = resolve_base(base)
+    values = metric_values(base_rev)
+    checks = apply_rules(gates.rules, values)
+    context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(base_rev)}
+    prompts_dir = read_params(params_file).get("paths", {}).get("prompts")
+    if prompts_dir:
+        context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
+    plots = subprocess.run(["dvc", "plots", "diff", base_rev, "-o", str(out_dir / "plots")], capture_output=True)
+    if plots.returncode == 0:
+        context["plots"] = f"`dvc plots diff` against the base: `{out_dir / 'plots' / 'index.html'}` (CI artifact)."
+    text = report(checks, values, base, context)
+    write_atomic(out_dir / "report.md", text)
+    write_atomic(out_dir / "junit.xml", junit(checks))
+    write_atomic(out_dir / "metrics.txt", openmetrics(values))
+    broken = [c for c in checks if not c.passed]
+    for c in broken:
+        print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
+    passed = len(checks) - len(broken)
+    print(f"gate: {'failed' if broken else 'passed'}: {passed}/{len(checks)} checks; report {out_dir / 'report.md'}")
+    return 1 if broken else 0
+
+
+def stale_stages(status: dict[str, Any]) -> dict[str, list[str]]:
+    """Stages whose code, params or data changed since dvc.lock (missing outputs do not count)."""
+    stale: dict[str, list[str]] = {}
+    for stage, changes in status.items():
+        for change_ in changes if isinstance(changes, list) else [changes]:
+            if not isinstance(change_, dict):
+                stale.setdefault(stage, []).append(str(change_))
+                continue
+            for kind, detail in change_.items():
+                if kind == "changed deps":
+                    stale[stage] = stale.get(stage, []) + [f"{p} {s}" for p, s in detail.items() if s != "deleted"]
+                elif kind in ("changed params", "changed command"):
+                    stale.setdefault(stage, []).append(kind)
+    return {stage: reasons for stage, reasons in stale.items() if reasons and not stage.endswith(".dvc")}
+
+
+def check_lock() -> int:
+    if not Path("dvc.lock").exists():
+        print("error: dvc.lock: not committed yet; run `make repro` and commit dvc.lock", file=sys.stderr)
+        return 1
+    stale = stale_stages(dvc_json("status"))
+    if not stale:
+        print("dvc.lock matches the committed code, params, data and prompts")
+        return 0
+    for stage, reasons in stale.items():
+        print(f"  {stage}: {', '.join(reasons)}", file=sys.stderr)
+    targets = " ".join(sorted(stale))
+    print(
+        f"error: dvc.lock is stale for {len(stale)} stage(s); run `dvc repro {targets}` and commit dvc.lock",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def post_gitlab(report_path: Path, token_env: str = "GITLAB_NOTE_TOKEN") -> int:
+    """Post the report as one merge-request note, updated in place on later pipelines."""
+    token = os.environ.get(token_env)
+    needed = ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")
+    if not token or not all(os.environ.get(k) for k in needed):
+        print(f"gate: not posting the report: set the masked CI/CD variable {token_env} (api scope) in a merge request")
+        return 0
+    notes_url = "{}/projects/{}/merge_requests/{}/notes".format(*(os.environ[k] for k in needed))
+    body = urllib.parse.urlencode({"body": report_path.read_text(encoding="utf-8")}).encode()
+
+    def call(url: str, method: str, data: bytes | None = None) -> Any:
+        request = urllib.request.Request(url, data=data, method=method, headers={"PRIVATE-TOKEN": token})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read() or b"null")
+
+    try:
+        mine = [n for n in call(f"{notes_url}?per_page=100", "GET") if MARKER in n.get("body", "")]
+        if mine:
+            call(f"{notes_url}/{mine[0]['id']}", "PUT", body)
+        else:
+            call(notes_url, "POST", body)
+    except OSError as exc:  # urllib's HTTP and connection errors
+        raise StageError(f"cannot post the merge-request note to {notes_url}: {exc}") from None
+    print(f"gate: report {'updated' if mine else 'posted'} on merge request !{os.environ['CI_MERGE_REQUEST_IID']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.gate", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="compare", choices=["compare", "check-lock", "post-gitlab"])
+    parser.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="composed parameters file")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for report.md, junit.xml")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check-lock":
+            return check_lock()
+        if args.command == "post-gitlab":
+            return post_gitlab(args.out / "report.md")
+        return compare(args.base, args.params, args.out)
+    except StageError as exc:
+        print(f"error: gate: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
