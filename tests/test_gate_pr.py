@@ -37,6 +37,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
+@pytest.fixture(autouse=True)
+def clean_tree(project: Path):
+    """Each scenario starts from a clean work tree, whatever the previous one left behind."""
+    yield
+    git(project, "reset", "-q", "--hard")
+    git(project, "checkout", "-q", "-f", "main")
+
+
 def git(project: Path, *args: str, check: bool = True):
     return sh(project, "git", *args, check=check, env=project_env(project) | GIT_ID)
 
@@ -84,7 +92,7 @@ def test_a_regressing_param_fails_the_gate(project: Path) -> None:
     sh(project, "make", "check-lock")
     code, report, junit = gate(project, "main")
     assert code != 0
-    assert "❌ **Gate failed**" in report.splitlines()[4]
+    assert report.splitlines()[3].startswith("❌ **Gate failed**")
     assert "❌ regressed by" in row(report, "reports/metrics.json:accuracy")
     assert "✅ pass" in row(report, "reports/metrics.json:roc_auc")
     assert "| `params.yaml:model.params.C` | `1.0` | `0.005` |" in report
@@ -110,9 +118,8 @@ def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
     assert repro.returncode != 0 and "pii_leak_rate" in repro.stderr  # the stage's own ceiling
     code, report, _ = gate(project, "main")  # CI still runs the gate, for the report
     assert code != 0
-    assert "❌ 0.02778 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")
+    assert "❌ 0.0278 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")
     assert "+    content: \"Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:\"" in report
-    git(project, "checkout", "-q", "--", ".")
 
 
 def test_a_new_metric_is_reported_not_crashing(project: Path) -> None:
@@ -138,7 +145,6 @@ def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
     result = sh(project, "make", "check-lock", check=False)
     assert result.returncode != 0
     assert "error: dvc.lock is stale for 2 stage(s); run `dvc repro register train` and commit dvc.lock" in result.stderr
-    git(project, "checkout", "-q", "main")
 
 
 def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:

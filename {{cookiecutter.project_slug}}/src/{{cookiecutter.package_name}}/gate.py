@@ -56,7 +56,7 @@ class Rule(BaseModel):
         return fnmatch.fnmatchcase(name, self.metric)
 
     def describe(self) -> str:
-        parts = [f"{'≥' if self.direction == 'higher' else '≤'} better"]
+        parts = [f"{self.direction} is better"]
         parts += [f"min {self.min:g}"] if self.min is not None else []
         parts += [f"max {self.max:g}"] if self.max is not None else []
         worse = "drop" if self.direction == "higher" else "rise"
