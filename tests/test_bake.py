@@ -42,7 +42,7 @@ def combo_id(combo: dict[str, str]) -> str:
 
 
 BASE_FILES = {
-    ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".python-version", "Makefile", "README.md",
+    ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version", "Makefile", "README.md",
     "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/evaluate/default.yaml",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",

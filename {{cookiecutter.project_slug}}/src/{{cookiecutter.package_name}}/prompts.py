@@ -94,7 +94,8 @@ def _first_error(path: Path, exc: ValidationError) -> StageError:
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or "(file)"
     if err["type"] == "extra_forbidden":
-        allowed = ", ".join(Prompt.model_fields)
+        owner = {"model_settings": ModelSettings, "template": Message}.get(str(err["loc"][0]), Prompt)
+        allowed = ", ".join(owner.model_fields if len(err["loc"]) > 1 else Prompt.model_fields)
         return StageError(f"{path}: {field}: unknown key; allowed keys are {allowed}")
     return StageError(f"{path}: {field}: {err['msg']}")
 
