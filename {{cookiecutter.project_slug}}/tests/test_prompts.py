@@ -116,7 +116,9 @@ def test_gates_fail_the_stage(params_file: Path, params: dict, capsys) -> None:
     report = Path(params["paths"]["prompt_reports"]) / "summarize_ticket"
     report.mkdir(parents=True)
     leaked = [record("Card 4111 1111 1111 1111 was charged twice.", "Customer was charged twice.")]
-    (report / "outputs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in leaked))
+    outputs = Path(params["paths"]["prompt_outputs"]) / "summarize_ticket.jsonl"
+    outputs.parent.mkdir(parents=True)
+    outputs.write_text("".join(json.dumps(r) + "\n" for r in leaked))
     assert prompt_evaluate.main(["summarize_ticket", "--params", str(params_file)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: prompt_evaluate: prompt summarize_ticket breaks its gates in conf/prompts:")

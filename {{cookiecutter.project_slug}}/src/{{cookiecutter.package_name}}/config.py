@@ -65,6 +65,7 @@ class PathsConfig(_Section):
 {%- if cookiecutter.include_llm == "yes" %}
     prompts: Path
     golden: Path
+    prompt_outputs: Path
     prompt_reports: Path
 {%- endif %}
 
@@ -82,6 +83,9 @@ class PathsConfig(_Section):
 
     def golden_file(self, name: str) -> Path:
         return self.golden / f"{name}.jsonl"
+
+    def prompt_output(self, name: str) -> Path:
+        return self.prompt_outputs / f"{name}.jsonl"
 
     def prompt_report(self, name: str) -> Path:
         return self.prompt_reports / name

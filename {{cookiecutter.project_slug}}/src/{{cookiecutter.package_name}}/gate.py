@@ -1,7 +1,7 @@
 """The CI gate: compare the workspace's metrics with a base revision, report, and fail regressions.
 
-    python -m {{ cookiecutter.package_name }}.gate --base main      # or: make gate BASE=main
-    python -m {{ cookiecutter.package_name }}.gate check-lock       # or: make check-lock
+    make gate BASE=main      # python -m {{ cookiecutter.package_name }}.gate --base main
+    make check-lock          # python -m {{ cookiecutter.package_name }}.gate check-lock
 
 `compare` takes the merge base of BASE and HEAD, reads `dvc metrics diff --all --json` and
 `dvc params diff --json` against it, and applies the rules in conf/gates (composed into
@@ -287,6 +287,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     prompts_dir = read_params(params_file).get("paths", {}).get("prompts")
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
+    out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist
     plots = subprocess.run(["dvc", "plots", "diff", base_rev, "-o", str(out_dir / "plots")], capture_output=True)
     if plots.returncode == 0:
         context["plots"] = f"`dvc plots diff` against the base: `{out_dir / 'plots' / 'index.html'}` (CI artifact)."

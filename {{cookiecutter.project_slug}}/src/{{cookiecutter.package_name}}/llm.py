@@ -147,13 +147,17 @@ class OpenAICompatible:
         except openai.APIError as exc:  # e.g. a body that is not a chat completion
             raise StageError(f"llm: {self._where} returned an unusable answer: {_short(exc.message)}") from None
         latency = time.perf_counter() - start
-        if not out.choices or out.choices[0].message is None:
-            raise StageError(f"llm: {self._where} returned no answer; check that it serves model '{self._model}'")
-        usage = out.usage
+        choices = getattr(out, "choices", None)  # a body that is not JSON arrives as a plain string
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise StageError(
+                f"llm: {self._where} returned something that is not a chat completion;"
+                f" check llm.base_url and that the endpoint serves model '{self._model}'"
+            )
+        usage = getattr(out, "usage", None)
         return Answer(
-            text=(out.choices[0].message.content or "").strip(),
-            input_tokens=usage.prompt_tokens if usage else 0,
-            output_tokens=usage.completion_tokens if usage else 0,
+            text=(choices[0].message.content or "").strip(),
+            input_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            output_tokens=getattr(usage, "completion_tokens", 0) or 0,
             latency_s=latency,
         )
 

@@ -49,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
             record = json.loads(paths.registration.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise StageError(f"{paths.registration}: not found; run the pipeline first (make repro)") from None
-        promoted = promote(record, args.alias)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            promoted = promote(record, args.alias)
+        except MlflowException as exc:
+            reason = " ".join(str(exc.message).split())[:200]
+            raise StageError(f"MLflow at {tracking_uri()}: {reason}; run `make register` against it first") from None
     except StageError as exc:
         print(f"error: promote: {exc}", file=sys.stderr)
         return 1

@@ -116,7 +116,7 @@ def read_records(path: Any) -> list[dict[str, Any]]:
 
 def run(name: str, llm: LLMConfig, prompts: PromptsConfig, paths: PathsConfig) -> dict[str, float]:
     report = paths.prompt_report(name)
-    records = read_records(report / "outputs.jsonl")
+    records = read_records(paths.prompt_output(name))
     scores = score_cases(records, prompts.banned_phrases)
     metrics = aggregate(records, scores, llm)
     write_atomic(report / "metrics.json", json.dumps(metrics, indent=2) + "\n")

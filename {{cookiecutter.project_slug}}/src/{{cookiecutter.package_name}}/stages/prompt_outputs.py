@@ -57,8 +57,8 @@ def run(name: str, llm: LLMConfig, paths: PathsConfig) -> None:
     cases = load_golden(paths.golden_file(name), prompt)
     records = answer_all(prompt, cases, backend(llm))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    write_atomic(paths.prompt_report(name) / "outputs.jsonl", lines)
-    print(f"prompt_outputs: {name}: {len(records)} answers -> {paths.prompt_report(name) / 'outputs.jsonl'}")
+    write_atomic(paths.prompt_output(name), lines)
+    print(f"prompt_outputs: {name}: {len(records)} answers -> {paths.prompt_output(name)}")
 
 
 def _main(args: argparse.Namespace) -> None:

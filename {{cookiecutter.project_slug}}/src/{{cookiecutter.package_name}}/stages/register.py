@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,7 @@ from {{ cookiecutter.package_name }}.config import (
     PromptsConfig,
 {%- endif %}
     RegisterConfig,
+    StageError,
     read_params,
     run_stage,
     section,
@@ -86,12 +88,7 @@ def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -
 
 def find_version(client: Any, name: str, model_md5: str) -> Any | None:
     """The registered version holding exactly these model bytes, if there is one."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        versions = client.search_model_versions(f"name = '{name}' and tag.model_md5 = '{model_md5}'")
-    except MlflowException:
-        return None
+    versions = client.search_model_versions(f"name = '{name}' and tag.model_md5 = '{model_md5}'")
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
@@ -185,12 +182,26 @@ def _main(args: argparse.Namespace) -> None:
     data = section(params, "data", DataConfig, args.params)
     paths = section(params, "paths", PathsConfig, args.params)
     reg = section(params, "register", RegisterConfig, args.params)
-    record = register(params, data, paths, reg)
 {%- if cookiecutter.include_llm == "yes" %}
     prompts = section(params, "prompts", PromptsConfig, args.params)
-    record["prompts"] = register_prompts(prompts, paths, record)
-    record["prompt_alias"] = prompts.alias
 {%- endif %}
+    # A tracking server that is down should fail this stage in seconds, not after minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from mlflow.exceptions import MlflowException
+
+    try:
+        record = register(params, data, paths, reg)
+{%- if cookiecutter.include_llm == "yes" %}
+        record["prompts"] = register_prompts(prompts, paths, record)
+        record["prompt_alias"] = prompts.alias
+{%- endif %}
+    except MlflowException as exc:
+        reason = " ".join(str(exc.message).split())[:200]
+        raise StageError(
+            f"MLflow at {tracking_uri()}: {reason}; start the server, or unset MLFLOW_TRACKING_URI"
+            " to use the local mlflow.db"
+        ) from None
     write_atomic(paths.registration, json.dumps(record, indent=2) + "\n")
     print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
 {%- if cookiecutter.include_llm == "yes" %}

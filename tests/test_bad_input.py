@@ -1,0 +1,268 @@
+"""Bad input, everywhere: every row of docs/bad-input.md, tried on a baked project.
+
+Each answer must be one line naming the file, field or command and the fix; a failing stage
+stops `dvc repro` there; nothing is registered from a failed run; an interrupted stage re-runs
+to a consistent registry.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, bake, bake_cli, project_env, sh
+
+pytestmark = pytest.mark.slow
+
+GIT_ID = {"GIT_AUTHOR_NAME": "D", "GIT_AUTHOR_EMAIL": "d@e.f", "GIT_COMMITTER_NAME": "D", "GIT_COMMITTER_EMAIL": "d@e.f"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = bake(tmp_path_factory.mktemp("bad"))
+    sh(project, "make", "setup")
+    return project
+
+
+@pytest.fixture
+def params(project: Path, tmp_path: Path) -> dict:
+    """The project's params, to be broken one key at a time and written to tmp_path."""
+    return yaml.safe_load((project / "params.yaml").read_text())
+
+
+def run(project: Path, *cmd: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return sh(project, *cmd, check=False, env=(project_env(project) | (env or {})))
+
+
+def one_line(result: subprocess.CompletedProcess, *expected: str) -> str:
+    """The command failed with exactly one line on stderr, containing every expected part."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0, result.stdout
+    assert len(lines) == 1, result.stderr
+    for part in expected:
+        assert part in lines[0], lines[0]
+    return lines[0]
+
+
+def stage_with(project: Path, tmp_path: Path, params: dict, stage: str, *args: str) -> subprocess.CompletedProcess:
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    return run(project, "python", "-m", f"support_insights.stages.{stage}", *args, "--params", str(bad))
+
+
+def csv(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    return str(path)
+
+
+# --- Generation -------------------------------------------------------------------------
+
+
+def test_existing_target_directory_is_left_untouched(tmp_path: Path) -> None:
+    (tmp_path / "support-insights").mkdir()
+    (tmp_path / "support-insights" / "notes.txt").write_text("mine")
+    result = bake_cli(tmp_path)
+    assert result.returncode != 0
+    assert 'Error: "' in result.stderr and 'support-insights" directory already exists' in result.stderr
+    assert [p.name for p in (tmp_path / "support-insights").iterdir()] == ["notes.txt"]
+
+
+# --- Pipeline inputs ----------------------------------------------------------------------
+
+
+def test_missing_data_file(project: Path, tmp_path: Path, params: dict) -> None:
+    params["data"]["path"] = str(tmp_path / "absent.csv")
+    one_line(stage_with(project, tmp_path, params, "prepare"), "absent.csv: not found; run `dvc pull` or fix data.path")
+
+
+def test_empty_data_file(project: Path, tmp_path: Path, params: dict) -> None:
+    params["data"]["path"] = csv(tmp_path, "")
+    one_line(stage_with(project, tmp_path, params, "prepare"), "data.csv: file is empty; point data.path")
+
+
+@pytest.mark.parametrize(
+    ("text", "changes", "expected"),
+    [
+        ("a,b\n1,x\n2,y\n", {"target": "diagnosis"}, "target column 'diagnosis' not found (columns: a, b)"),
+        ("a,diagnosis\n1,malignant\n,benign\n", {}, "missing values in column(s) a; clean the data"),
+        ("a,diagnosis\n1,malignant\n2,malignant\n", {}, "target 'diagnosis' has 1 class(es) ['malignant']"),
+    ],
+    ids=["missing-target-column", "nans", "single-class"],
+)
+def test_bad_tables(project: Path, tmp_path: Path, params: dict, text: str, changes: dict, expected: str) -> None:
+    params["data"] |= {"path": csv(tmp_path, text), **changes}
+    one_line(stage_with(project, tmp_path, params, "prepare"), "error: prepare: ", expected)
+
+
+def test_malformed_params_yaml(project: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data:\n  path: [unclosed\n")
+    result = run(project, "python", "-m", "support_insights.stages.train", "--params", str(bad))
+    one_line(result, "params.yaml: not valid YAML (line 3); recompose it with `make params`")
+
+
+def test_a_bad_value_in_params(project: Path, tmp_path: Path, params: dict) -> None:
+    params["data"]["test_size"] = 2
+    one_line(stage_with(project, tmp_path, params, "prepare"), "data.test_size: Input should be less than 1 (got 2)")
+
+
+def test_bad_hydra_override(project: Path) -> None:
+    result = run(project, "python", "-m", "support_insights.params", "model=nonexistent")
+    one_line(result, "error: conf/: cannot compose config.yaml:", "Could not find 'model/nonexistent'")
+
+
+def test_a_prompt_with_an_undeclared_variable(project: Path) -> None:
+    prompt = project / "prompts" / "summarize_ticket.yaml"
+    original = prompt.read_text()
+    try:
+        prompt.write_text(original.replace("{{ticket}}", "{{ticket}} {{customer}}"))
+        one_line(run(project, "python", "-m", "support_insights.prompts", "check"), "summarize_ticket.yaml: template: variable 'customer' is not declared")
+    finally:
+        prompt.write_text(original)
+
+
+class Garbage(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = b"<html>maintenance</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path: Path, params: dict) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    params["llm"] |= {"backend": "openai", "model": "m", "api_key_env": "LOCKSTEP_KEY", "max_retries": 0}
+    params["paths"]["prompt_reports"] = str(tmp_path / "reports")
+    try:
+        bad = tmp_path / "params.yaml"
+        for base_url, expected in [
+            ("http://127.0.0.1:9/v1", "llm: cannot reach http://127.0.0.1:9/v1; start the server or fix llm.base_url"),
+            (f"http://127.0.0.1:{server.server_port}/v1", "returned something that is not a chat completion"),
+        ]:
+            params["llm"]["base_url"] = base_url
+            bad.write_text(yaml.safe_dump(params))
+            cmd = ["python", "-m", "support_insights.stages.prompt_outputs", "triage_ticket", "--params", str(bad)]
+            one_line(run(project, *cmd, env={"LOCKSTEP_KEY": "k-123"}), "error: prompt_outputs: ", expected)
+        result = run(project, *cmd)
+        one_line(result, "environment variable LOCKSTEP_KEY is not set; export it (never commit it)")
+    finally:
+        server.shutdown()
+
+
+# --- The pipeline as a whole: stop at the stage, register nothing, stay consistent ---------
+
+
+def registered(project: Path) -> list[tuple[str, int]]:
+    db = project / "mlflow.db"
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        return conn.execute("select name, version from model_versions order by name, version").fetchall()
+
+
+def test_repro_stops_at_the_failing_stage_and_registers_nothing(project: Path) -> None:
+    conf = project / "conf" / "data" / "breast_cancer.yaml"
+    original = conf.read_text()
+    try:
+        conf.write_text(original.replace("target: diagnosis", "target: diagnosys"))
+        result = run(project, "make", "repro")
+        assert result.returncode != 0
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert errors == [errors[0]] and "target column 'diagnosys' not found" in errors[0]
+        assert "Running stage 'train'" not in result.stdout
+        assert registered(project) == []
+    finally:
+        conf.write_text(original)
+        sh(project, "make", "params")
+
+
+def test_unreachable_mlflow_server(project: Path) -> None:
+    sh(project, "make", "repro")
+    before = registered(project)
+    start = time.monotonic()
+    result = run(project, "dvc", "repro", "-f", "register", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert time.monotonic() - start < 60
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: register: MLflow at http://127.0.0.1:9:")
+    assert "unset MLFLOW_TRACKING_URI to use the local mlflow.db" in errors[0]
+    assert registered(project) == before
+
+
+def kill_when(project: Path, cmd: list[str], ready, timeout: float = 120) -> None:
+    """Start a stage, SIGKILL it as soon as `ready()` holds, and wait for it to die."""
+    proc = subprocess.Popen(cmd, cwd=project, env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the stage finished before it could be interrupted"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_train_and_register_recover_without_duplicates(project: Path) -> None:
+    sh(project, "make", "repro")
+    conf = project / "conf" / "model" / "logistic_regression.yaml"
+    original = conf.read_text()
+    try:
+        conf.write_text(original.replace("C: 1.0", "C: 0.7"))
+        sh(project, "make", "params")
+        model = project / "models" / "model.joblib"
+        before = model.read_bytes()
+        # train: killed while it runs, the previous model file is intact (written atomically)
+        kill_when(project, ["python", "-m", "support_insights.stages.train"], lambda: False, timeout=0.8)
+        assert model.read_bytes() == before and not list(model.parent.glob(".*.tmp"))
+
+        # register: killed once its MLflow run exists but before the version is created
+        sh(project, "dvc", "repro", "evaluate")
+        runs_before = count(project, "runs")
+
+        def run_started() -> bool:
+            return count(project, "runs") > runs_before
+
+        kill_when(project, ["python", "-m", "support_insights.stages.register"], run_started)
+        versions = registered(project)
+        sh(project, "dvc", "repro")
+        after = registered(project)
+        assert len(after) == len(versions) + 1, "exactly one new version for the new model"
+        sh(project, "dvc", "repro", "-f", "register")
+        assert registered(project) == after, "re-running register adds nothing"
+    finally:
+        conf.write_text(original)
+        sh(project, "make", "params")
+
+
+def count(project: Path, table: str) -> int:
+    try:
+        with sqlite3.connect(project / "mlflow.db", timeout=0.1) as conn:
+            return conn.execute(f"select count(*) from {table}").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_secrets_never_reach_params_reports_or_the_registry(project: Path, tmp_path: Path) -> None:
+    secret = "sk-test-never-store-me-5f2a"  # pragma: allowlist secret
+    assert ".env" in (project / ".gitignore").read_text().split()
+    result = run(project, "dvc", "exp", "run", "-S", "llm=openai", "-S", "llm.base_url=http://127.0.0.1:9/v1",
+                 env={"OPENAI_API_KEY": secret} | GIT_ID)  # fmt: skip
+    assert result.returncode != 0 and secret not in result.stdout + result.stderr
+    for path in [project / "params.yaml", project / "dvc.lock", project / "mlflow.db", *(project / "reports").rglob("*")]:
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    sh(project, "git", "checkout", "-q", "--", "params.yaml")
