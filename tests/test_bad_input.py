@@ -8,7 +8,6 @@ to a consistent registry.
 from __future__ import annotations
 
 import http.server
-import json
 import os
 import signal
 import sqlite3
@@ -20,11 +19,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, bake, bake_cli, project_env, sh
+from conftest import bake, bake_cli, project_env, sh
 
 pytestmark = pytest.mark.slow
 
-GIT_ID = {"GIT_AUTHOR_NAME": "D", "GIT_AUTHOR_EMAIL": "d@e.f", "GIT_COMMITTER_NAME": "D", "GIT_COMMITTER_EMAIL": "d@e.f"}
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "D",
+    "GIT_AUTHOR_EMAIL": "d@e.f",
+    "GIT_COMMITTER_NAME": "D",
+    "GIT_COMMITTER_EMAIL": "d@e.f",
+}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +131,10 @@ def test_a_prompt_with_an_undeclared_variable(project: Path) -> None:
     original = prompt.read_text()
     try:
         prompt.write_text(original.replace("{{ticket}}", "{{ticket}} {{customer}}"))
-        one_line(run(project, "python", "-m", "support_insights.prompts", "check"), "summarize_ticket.yaml: template: variable 'customer' is not declared")
+        one_line(
+            run(project, "python", "-m", "support_insights.prompts", "check"),
+            "summarize_ticket.yaml: template: variable 'customer' is not declared",
+        )
     finally:
         prompt.write_text(original)
 
@@ -207,7 +214,9 @@ def test_unreachable_mlflow_server(project: Path) -> None:
 
 def kill_when(project: Path, cmd: list[str], ready, timeout: float = 120) -> None:
     """Start a stage, SIGKILL it as soon as `ready()` holds, and wait for it to die."""
-    proc = subprocess.Popen(cmd, cwd=project, env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=project, env=project_env(project), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + timeout
     while not ready() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -262,7 +271,12 @@ def test_secrets_never_reach_params_reports_or_the_registry(project: Path, tmp_p
     result = run(project, "dvc", "exp", "run", "-S", "llm=openai", "-S", "llm.base_url=http://127.0.0.1:9/v1",
                  env={"OPENAI_API_KEY": secret} | GIT_ID)  # fmt: skip
     assert result.returncode != 0 and secret not in result.stdout + result.stderr
-    for path in [project / "params.yaml", project / "dvc.lock", project / "mlflow.db", *(project / "reports").rglob("*")]:
+    for path in [
+        project / "params.yaml",
+        project / "dvc.lock",
+        project / "mlflow.db",
+        *(project / "reports").rglob("*"),
+    ]:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     sh(project, "git", "checkout", "-q", "--", "params.yaml")

@@ -26,11 +26,20 @@ COPIED_VERBATIM = OPTIONS["_copy_without_render"]
 def combinations() -> list[dict[str, str]]:
     crossed = list(itertools.product(OPTIONS["ci_provider"], OPTIONS["dvc_remote"], OPTIONS["include_llm"]))
     cycled = zip(
-        itertools.cycle(OPTIONS["python_version"]), itertools.cycle(OPTIONS["license"]), itertools.cycle(OPTIONS["init_git"])
+        itertools.cycle(OPTIONS["python_version"]),
+        itertools.cycle(OPTIONS["license"]),
+        itertools.cycle(OPTIONS["init_git"]),
     )
     return [
-        {"ci_provider": ci, "dvc_remote": remote, "include_llm": llm, "python_version": py, "license": lic, "init_git": git}
-        for (ci, remote, llm), (py, lic, git) in zip(crossed, cycled)
+        {
+            "ci_provider": ci,
+            "dvc_remote": remote,
+            "include_llm": llm,
+            "python_version": py,
+            "license": lic,
+            "init_git": git,
+        }
+        for (ci, remote, llm), (py, lic, git) in zip(crossed, cycled, strict=False)  # cycled is endless
     ]
 
 
@@ -42,7 +51,8 @@ def combo_id(combo: dict[str, str]) -> str:
 
 
 BASE_FILES = {
-    ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version", "Makefile", "README.md",
+    ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
+    "Makefile", "README.md",
     "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/evaluate/default.yaml",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
@@ -146,14 +156,19 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
     )
     assert ruff.returncode == 0, ruff.stdout + ruff.stderr
     fmt = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."], cwd=project, capture_output=True, text=True
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
     )
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
 def test_defaults_bake_a_committed_project(tmp_path: Path) -> None:
     project = bake(tmp_path)
-    defaults = {k: OPTIONS[k][0] for k in ("ci_provider", "dvc_remote", "include_llm", "python_version", "license", "init_git")}
+    defaults = {
+        k: OPTIONS[k][0] for k in ("ci_provider", "dvc_remote", "include_llm", "python_version", "license", "init_git")
+    }
     check_project(project, defaults)
     log = subprocess.run(["git", "log", "--format=%s"], cwd=project, capture_output=True, text=True, check=True)
     assert log.stdout.strip() == "Start from the Lockstep template"

