@@ -78,7 +78,8 @@ def test_existing_target_directory_is_left_untouched(tmp_path: Path) -> None:
     (tmp_path / "support-insights" / "notes.txt").write_text("mine")
     result = bake_cli(tmp_path)
     assert result.returncode != 0
-    assert 'Error: "' in result.stderr and 'support-insights" directory already exists' in result.stderr
+    said = result.stdout + result.stderr  # cookiecutter prints this one on standard output
+    assert 'Error: "' in said and 'support-insights" directory already exists' in said
     assert [p.name for p in (tmp_path / "support-insights").iterdir()] == ["notes.txt"]
 
 
