@@ -15,6 +15,13 @@ from cookiecutter.main import cookiecutter
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
+# Commits made by the tests, whatever the machine's Git configuration says.
+GIT_ID = {
+    "GIT_AUTHOR_NAME": "Lockstep Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Lockstep Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
 DEFAULTS: dict[str, Any] = {
     "project_name": "Support Insights",
     "project_slug": "support-insights",

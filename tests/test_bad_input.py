@@ -19,16 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import bake, bake_cli, project_env, sh
+from conftest import GIT_ID, bake, bake_cli, project_env, sh
 
 pytestmark = pytest.mark.slow
-
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "D",
-    "GIT_AUTHOR_EMAIL": "d@e.f",
-    "GIT_COMMITTER_NAME": "D",
-    "GIT_COMMITTER_EMAIL": "d@e.f",
-}
 
 
 @pytest.fixture(scope="module")

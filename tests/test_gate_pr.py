@@ -14,16 +14,9 @@ from xml.etree import ElementTree as ET
 import pytest
 import yaml
 
-from conftest import bake, project_env, sh
+from conftest import GIT_ID, bake, project_env, sh
 
 pytestmark = pytest.mark.slow
-
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "Dev",
-    "GIT_AUTHOR_EMAIL": "dev@example.com",
-    "GIT_COMMITTER_NAME": "Dev",
-    "GIT_COMMITTER_EMAIL": "dev@example.com",
-}
 
 
 @pytest.fixture(scope="module")
@@ -170,4 +163,5 @@ def test_ci_files_call_only_make_targets_that_exist(tmp_path: Path) -> None:
     commands += gitlab["default"]["before_script"]
     called = {m for command in commands for m in re.findall(r"\bmake ([a-z-]+)", command)}
     assert called and called <= targets, called - targets
-    assert {"setup", "lint", "test", "check-params", "check-lock", "repro-ci", "gate", "promote"} <= called
+    expected = {"setup", "pre-commit", "test", "check-params", "check-lock", "repro-ci", "gate", "register", "promote"}
+    assert expected <= called

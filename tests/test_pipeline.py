@@ -14,16 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, bake, find_python, project_env, sh
+from conftest import GIT_ID, ROOT, bake, find_python, project_env, sh
 
 pytestmark = pytest.mark.slow
-
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Pipeline Test",
-    "GIT_AUTHOR_EMAIL": "pipeline@example.com",
-    "GIT_COMMITTER_NAME": "Pipeline Test",
-    "GIT_COMMITTER_EMAIL": "pipeline@example.com",
-}
 
 
 def registry_alias(project: Path, name: str, alias: str = "challenger") -> dict[str, str]:
@@ -42,7 +35,7 @@ def ran(output: str) -> set[str]:
 
 
 def commit_all(project: Path, message: str) -> None:
-    env = project_env(project) | GIT_IDENTITY
+    env = project_env(project) | GIT_ID
     sh(project, "git", "add", "-A", env=env)
     sh(project, "git", "commit", "-q", "-m", message, env=env)
 

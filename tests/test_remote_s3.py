@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bake, project_env, sh
+from conftest import GIT_ID, bake, project_env, sh
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +21,6 @@ AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
     "AWS_DEFAULT_REGION": "us-east-1",
-}
-GIT_ID = {
-    "GIT_AUTHOR_NAME": "D",
-    "GIT_AUTHOR_EMAIL": "d@e.f",
-    "GIT_COMMITTER_NAME": "D",
-    "GIT_COMMITTER_EMAIL": "d@e.f",
 }
 
 

@@ -1,0 +1,71 @@
+"""Experiments queued and run in parallel register into a real MLflow tracking server on loopback
+without losing or mixing entries (`dvc exp run --queue`, `dvc queue start -j 2`)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import GIT_ID, bake, project_env, sh
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    project = bake(tmp_path, project_name="Queue Check", include_llm="no", ci_provider="none")
+    sh(project, "make", "setup")
+    return project
+
+
+@pytest.fixture
+def tracking_server(project: Path, tmp_path: Path) -> Iterator[str]:
+    """`mlflow server` from the project's own environment, on a free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(project / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+           str(tmp_path / "artifacts"), "--workers", "1"]  # fmt: skip
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=project_env(project))
+    try:
+        deadline = time.monotonic() + 90
+        while socket.socket().connect_ex(("127.0.0.1", port)) and time.monotonic() < deadline:
+            assert server.poll() is None, "mlflow server exited"
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+def test_two_queued_experiments_register_two_versions(project: Path, tracking_server: str) -> None:
+    env = project_env(project) | GIT_ID | {"MLFLOW_TRACKING_URI": tracking_server}
+    sh(project, "make", "repro", env=env)
+    sh(project, "git", "add", "-A", env=env)
+    sh(project, "git", "commit", "-q", "-m", "Baseline", env=env)
+    for c in ("0.5", "0.2"):
+        sh(project, "dvc", "exp", "run", "--queue", "-S", f"model.params.C={c}", env=env)
+    sh(project, "dvc", "queue", "start", "-j", "2", env=env)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = sh(project, "dvc", "queue", "status", env=env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+
+    code = (
+        "import json, mlflow; c = mlflow.MlflowClient();"
+        " vs = c.search_model_versions(\"name = 'queue_check'\");"
+        " print(json.dumps(sorted([[int(v.version), v.tags['model_md5'], v.run_id] for v in vs])))"
+    )
+    versions = json.loads(sh(project, "python", "-c", code, env=env).stdout.strip().splitlines()[-1])
+    assert [v[0] for v in versions] == [1, 2, 3], "the baseline and one version per experiment"
+    assert len({v[1] for v in versions}) == 3 and len({v[2] for v in versions}) == 3, "no mixed entries"
