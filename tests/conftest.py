@@ -5,8 +5,10 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,24 @@ def find_python(version: str) -> str | None:
         if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
             return candidate
     return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve(cmd: list[str], port: int, timeout: float, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a server on loopback and return once it accepts connections on port."""
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        if server.poll() is not None:
+            break
+        time.sleep(0.2)
+    server.kill()
+    pytest.fail(f"{cmd[0]} did not start listening on 127.0.0.1:{port}")

@@ -4,15 +4,13 @@ without losing or mixing entries (`dvc exp run --queue`, `dvc queue start -j 2`)
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, project_env, sh
+from conftest import GIT_ID, bake, free_port, project_env, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -27,18 +25,12 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def tracking_server(project: Path, tmp_path: Path) -> Iterator[str]:
     """`mlflow server` from the project's own environment, on a free loopback port."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     cmd = [str(project / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
            str(tmp_path / "artifacts"), "--workers", "1"]  # fmt: skip
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=project_env(project))
+    server = serve(cmd, port, timeout=90, env=project_env(project))
     try:
-        deadline = time.monotonic() + 90
-        while socket.socket().connect_ex(("127.0.0.1", port)) and time.monotonic() < deadline:
-            assert server.poll() is None, "mlflow server exited"
-            time.sleep(0.2)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
