@@ -181,7 +181,8 @@ def section(params: dict[str, Any], name: str, kind: type[_Section], source: Pat
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join([name, *(str(p) for p in err["loc"])])
-        got = f" (got {err['input']!r})" if "input" in err and err["type"] != "missing" else ""
+        shown = repr(err.get("input"))
+        got = f" (got {shown})" if "input" in err and err["type"] != "missing" and len(shown) <= 80 else ""
         raise StageError(f"{source}: {key}: {err['msg']}{got}; fix it in conf/{name} and run `make params`") from None
 
 
