@@ -201,3 +201,14 @@ def test_every_option_bakes_valid_files(tmp_path: Path, combo: dict[str, str]) -
 def test_all_options_are_covered() -> None:
     for option in ("ci_provider", "dvc_remote", "include_llm", "python_version", "license", "init_git"):
         assert {c[option] for c in COMBINATIONS} == set(OPTIONS[option]), option
+
+
+def test_every_template_file_is_committed() -> None:
+    # The generated project's .gitignore files also apply inside this repository: a file they
+    # hide (the sample data) would be missing from every clone of the template.
+    template = ROOT / "{{cookiecutter.project_slug}}"
+    tracked = subprocess.run(
+        ["git", "ls-files", "--", str(template)], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    on_disk = {str(p.relative_to(ROOT)) for p in template.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    assert on_disk <= set(tracked), sorted(on_disk - set(tracked))
