@@ -86,7 +86,8 @@ def template_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "template"
     ignore = shutil.ignore_patterns(".venv", "build", ".git", "__pycache__", ".ruff_cache", ".pytest_cache")
     shutil.copytree(ROOT, repo, ignore=ignore)
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "template"]):
+    # -f: as in this repository, the sample data is committed although the project ignores it
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A", "-f"], ["commit", "-q", "-m", "template"]):
         subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *cmd], cwd=repo, check=True)
     return repo
 
@@ -98,6 +99,7 @@ def test_cruft_creates_checks_and_updates_a_project(tmp_path: Path) -> None:
     subprocess.run([*cruft, "create", "--no-input", "--output-dir", str(out), str(repo)], check=True)
     project = out / "support-insights"
     assert json.loads((project / ".cruft.json").read_text())["template"] == str(repo)
+    assert (project / "data" / "raw" / "breast_cancer.csv").stat().st_size > 100_000
     log = subprocess.run(["git", "log", "--format=%s"], cwd=project, capture_output=True, text=True, check=True)
     assert log.stdout.strip() == "Start from the Lockstep template"
     subprocess.run(["git", "add", ".cruft.json"], cwd=project, check=True)
