@@ -192,6 +192,19 @@ def load(*names: str, path: Path = PARAMS_FILE) -> tuple[Any, ...]:
     return tuple(section(params, name, SECTIONS[name], path) for name in names)
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings as one level with dotted keys, as DVC names params and metrics."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def one_line(text: Any, limit: int = 200) -> str:
+    """Text from another tool, squeezed onto one line of at most `limit` characters."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write a file whole or not at all, so an interrupted stage never leaves half an output."""
     path.parent.mkdir(parents=True, exist_ok=True)

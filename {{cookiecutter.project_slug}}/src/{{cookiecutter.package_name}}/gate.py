@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from {{ cookiecutter.package_name }}.config import (
     PARAMS_FILE,
     StageError,
+    flatten,
     read_params,
     section,
     write_atomic,
@@ -176,12 +177,6 @@ def dvc_json(*args: str) -> dict[str, Any]:
         raise StageError(f"dvc {' '.join(args)} printed no JSON: {result.stdout[:200]!r}") from None
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
 def metric_values(base_rev: str) -> dict[str, tuple[Value, Value]]:
     """Every metric of workspace and base as (old, new), keyed "<file>:<key>"."""
     diff = dvc_json("metrics", "diff", base_rev, "--all")
@@ -279,12 +274,13 @@ def openmetrics(values: dict[str, tuple[Value, Value]]) -> str:
 
 
 def compare(base: str, params_file: Path, out_dir: Path) -> int:
-    gates = section(read_params(params_file), "gates", GatesConfig, params_file)
+    params = read_params(params_file)
+    gates = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
     values = metric_values(base_rev)
     checks = apply_rules(gates.rules, values)
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(base_rev)}
-    prompts_dir = read_params(params_file).get("paths", {}).get("prompts")
+    prompts_dir = params.get("paths", {}).get("prompts")
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
     out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist

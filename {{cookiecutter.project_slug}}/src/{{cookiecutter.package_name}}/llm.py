@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from {{ cookiecutter.package_name }}.config import LLMConfig, StageError
+from {{ cookiecutter.package_name }}.config import LLMConfig, StageError, one_line
 
 if TYPE_CHECKING:
     from {{ cookiecutter.package_name }}.prompts import ModelSettings
@@ -143,9 +143,11 @@ class OpenAICompatible:
                 f"llm: {self._where} refused the API key; check the variable named by llm.api_key_env"
             ) from None
         except openai.APIStatusError as exc:
-            raise StageError(f"llm: {self._where} answered HTTP {exc.status_code}: {_short(exc.message)}") from None
+            raise StageError(
+                f"llm: {self._where} answered HTTP {exc.status_code}: {one_line(exc.message, 160)}"
+            ) from None
         except openai.APIError as exc:  # e.g. a body that is not a chat completion
-            raise StageError(f"llm: {self._where} returned an unusable answer: {_short(exc.message)}") from None
+            raise StageError(f"llm: {self._where} returned an unusable answer: {one_line(exc.message, 160)}") from None
         latency = time.perf_counter() - start
         choices = getattr(out, "choices", None)  # a body that is not JSON arrives as a plain string
         if not choices or getattr(choices[0], "message", None) is None:
@@ -160,11 +162,6 @@ class OpenAICompatible:
             output_tokens=getattr(usage, "completion_tokens", 0) or 0,
             latency_s=latency,
         )
-
-
-def _short(text: Any, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def backend(cfg: LLMConfig) -> Backend:

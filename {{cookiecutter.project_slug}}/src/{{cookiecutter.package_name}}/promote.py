@@ -20,6 +20,7 @@ from {{ cookiecutter.package_name }}.config import (
     PARAMS_FILE,
     StageError,
     load,
+    one_line,
     tracking_uri,
 )
 
@@ -54,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             promoted = promote(record, args.alias)
         except MlflowException as exc:
-            reason = " ".join(str(exc.message).split())[:200]
-            raise StageError(f"MLflow at {tracking_uri()}: {reason}; run `make register` against it first") from None
+            raise StageError(
+                f"MLflow at {tracking_uri()}: {one_line(exc.message)}; run `make register` against it first"
+            ) from None
     except StageError as exc:
         print(f"error: promote: {exc}", file=sys.stderr)
         return 1

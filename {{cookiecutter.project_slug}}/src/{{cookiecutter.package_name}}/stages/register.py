@@ -33,6 +33,8 @@ from {{ cookiecutter.package_name }}.config import (
 {%- endif %}
     RegisterConfig,
     StageError,
+    flatten,
+    one_line,
     read_params,
     run_stage,
     section,
@@ -123,7 +125,7 @@ def register(params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: 
         metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
         mlflow.set_experiment(reg.experiment)
         with mlflow.start_run(tags=tags):
-            mlflow.log_params(_flatten({name: params.get(name) for name in LINEAGE_SECTIONS}))
+            mlflow.log_params(flatten({name: params.get(name) for name in LINEAGE_SECTIONS}))
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             info = mlflow.sklearn.log_model(
                 model,
@@ -144,16 +146,6 @@ def register(params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: 
         "model_uri": f"models:/{reg.model_name}/{version.version}",
         **tags,
     }
-
-
-def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            flat |= _flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 {%- if cookiecutter.include_llm == "yes" %}
@@ -197,9 +189,8 @@ def _main(args: argparse.Namespace) -> None:
         record["prompt_alias"] = prompts.alias
 {%- endif %}
     except MlflowException as exc:
-        reason = " ".join(str(exc.message).split())[:200]
         raise StageError(
-            f"MLflow at {tracking_uri()}: {reason}; start the server, or unset MLFLOW_TRACKING_URI"
+            f"MLflow at {tracking_uri()}: {one_line(exc.message)}; start the server, or unset MLFLOW_TRACKING_URI"
             " to use the local mlflow.db"
         ) from None
     write_atomic(paths.registration, json.dumps(record, indent=2) + "\n")
