@@ -39,7 +39,7 @@ DEPENDENCY_MODULES = {
 }
 
 MAX_NAME = 60  # longer names push generated imports past the line length ruff enforces
-SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+SLUG = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 PACKAGE = re.compile(r"^[a-z_][a-z0-9_]*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -51,12 +51,19 @@ def problems(answers: dict) -> list:
     if not answers["project_name"].strip():
         found.append("project_name: is empty; give the project a name")
     slug_ok = bool(SLUG.match(slug)) and len(slug) <= MAX_NAME
-    if not slug_ok:
+    if not any(c.isalnum() for c in slug):  # e.g. '_', which cookiecutter.json falls back to for '!!!'
+        found.append(
+            f"project_slug: {slug!r} has no letters or digits (none can be derived from the project name);"
+            " give one, e.g. project_slug=support-insights"
+        )
+    elif not slug_ok:
         found.append(
             f"project_slug: {slug!r} is not a valid slug; use lowercase letters, digits and single dashes,"
-            f" starting with a letter, at most {MAX_NAME} characters (e.g. support-insights)"
+            f" at most {MAX_NAME} characters (e.g. support-insights)"
         )
-    if not slug_ok and package == slug.replace("-", "_"):
+    # cookiecutter.json derives the package from the slug, with '_' in front of a leading digit
+    derived = slug.replace("-", "_")
+    if not slug_ok and package in (derived, "_" + derived):
         pass  # derived from the bad slug: fixing the slug fixes it, one error is enough
     elif not PACKAGE.match(package) or not package.isidentifier() or len(package) > MAX_NAME:
         found.append(

@@ -26,6 +26,7 @@ from conftest import ROOT, bake, bake_cli
         ("package_name=9lives", "error: package_name: '9lives' is not a valid Python package name"),
         ("project_slug=my project", "error: project_slug: 'my project' is not a valid slug; use lowercase letters"),
         ("project_slug=Bad_Slug", "error: project_slug: 'Bad_Slug' is not a valid slug"),
+        ("project_slug=1 Bad", "error: project_slug: '1 Bad' is not a valid slug"),
         ("author_email=nobody", "error: author_email: 'nobody' is not an e-mail address; use name@domain.tld"),
     ],
 )
@@ -41,6 +42,38 @@ def test_a_choice_outside_its_list_is_refused(tmp_path: Path) -> None:
     result = bake_cli(tmp_path, "python_version=3.10")
     assert result.returncode != 0
     assert "3.10 provided for choice variable python_version, but the choices are" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "slug", "package"),
+    [
+        ('Ünïcode "Quoted": #1 {{x}}', "unicode-quoted-1-x", "unicode_quoted_1_x"),
+        ("1 Project", "1-project", "_1_project"),
+        ("  Extra   Spaces__and_Underscores_ ", "extra-spaces-and-underscores", "extra_spaces_and_underscores"),
+        (
+            "Customer Support Ticket Summaries For The Enterprise Product Line, 2025 Edition",
+            "customer-support-ticket-summaries-for-the-enterprise-product",
+            "customer_support_ticket_summaries_for_the_enterprise_product",
+        ),
+    ],
+)
+def test_any_project_name_derives_a_valid_slug_and_package(tmp_path: Path, name: str, slug: str, package: str) -> None:
+    result = bake_cli(tmp_path, f"project_name={name}", "init_git=no")
+    assert result.returncode == 0 and "error: " not in result.stderr, result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == [slug]
+    assert [path.name for path in (tmp_path / slug / "src").iterdir()] == [package]
+    assert (tmp_path / slug / "README.md").read_text(encoding="utf-8").startswith(f"# {name}\n")
+
+
+def test_a_project_name_without_letters_or_digits_asks_for_a_slug(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "project_name=!!!")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        "error: project_slug: '_' has no letters or digits (none can be derived from the project name);"
+        " give one, e.g. project_slug=support-insights"
+    ], result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
