@@ -23,7 +23,6 @@ AUTHOR = ({{ cookiecutter.author_name | jsonify }}, {{ cookiecutter.author_email
 RUN_BY_CRUFT = {{ "True" if cookiecutter._commit is defined else "False" }}
 
 # Paths that only exist for some answers: removed when the answer excludes them.
-PACKAGE = {{ cookiecutter.package_name | jsonify }}
 OPTIONAL_PATHS = {
     ".github": CI_PROVIDER in ("github", "both"),
     ".gitlab-ci.yml": CI_PROVIDER in ("gitlab", "both"),
@@ -33,14 +32,6 @@ OPTIONAL_PATHS = {
     "conf/llm": INCLUDE_LLM,
     "conf/prompts": INCLUDE_LLM,
     "data/golden": INCLUDE_LLM,
-    f"src/{PACKAGE}/app.py": INCLUDE_LLM,
-    f"src/{PACKAGE}/llm.py": INCLUDE_LLM,
-    f"src/{PACKAGE}/prompts.py": INCLUDE_LLM,
-    f"src/{PACKAGE}/stages/prompt_outputs.py": INCLUDE_LLM,
-    f"src/{PACKAGE}/stages/prompt_evaluate.py": INCLUDE_LLM,
-    "tests/test_prompts.py": INCLUDE_LLM,
-    "tests/test_llm.py": INCLUDE_LLM,
-    "tests/test_prompt_registry.py": INCLUDE_LLM,
 }
 
 

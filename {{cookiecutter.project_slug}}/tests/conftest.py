@@ -1,12 +1,7 @@
-"""Shared fixtures: a tiny, deterministic dataset and a params.yaml that points into tmp_path."""
+"""Shared fixtures: a tiny, deterministic table, and a project copy in tmp_path to run stages in."""
 
-from __future__ import annotations
-
-{% if cookiecutter.include_llm == "yes" -%}
 import shutil
-{% endif -%}
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,24 +28,21 @@ def tiny_frame() -> pd.DataFrame:
 
 
 @pytest.fixture
-def params(tmp_path: Path, tiny_frame: pd.DataFrame) -> dict[str, Any]:
-    """The project's own params.yaml with data and outputs moved to tmp_path."""
-    composed = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
-    raw = tmp_path / "raw.csv"
-    tiny_frame.to_csv(raw, index=False)
-    composed["data"] |= {"path": str(raw), "target": "label", "positive_class": "yes", "features": None}
-    relative = composed["paths"]
-    composed["paths"] = {name: str(tmp_path / value) for name, value in relative.items()}
-    composed["evaluate"]["floors"] = {"accuracy": 0.5}
-{%- if cookiecutter.include_llm == "yes" %}
-    for name in ("prompts", "golden"):  # the prompt track reads these from paths.*
-        shutil.copytree(PROJECT_ROOT / relative[name], composed["paths"][name])
-{%- endif %}
-    return composed
+def workdir(tmp_path: Path, tiny_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """tmp_path as the project root: the project's own params.yaml with data pointing at tiny_frame."""
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8"))
+    tiny_frame.to_csv(tmp_path / "raw.csv", index=False)
+    params["data"] |= {"path": "raw.csv", "target": "label", "positive_class": "yes", "features": None}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
-@pytest.fixture
-def params_file(tmp_path: Path, params: dict[str, Any]) -> Path:
-    path = tmp_path / "params.yaml"
+def set_params(workdir: Path, **sections: dict) -> None:
+    """Change sections of params.yaml in workdir (each merged into the existing section)."""
+    path = workdir / "params.yaml"
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for name, values in sections.items():
+        params[name] = params.get(name, {}) | values
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
-    return path

@@ -1,6 +1,6 @@
-"""Data, model and prompts versioned together and reproduced by DVC.
+"""{{ cookiecutter.description }}
 
-Importing the package stays cheap: heavy libraries are imported inside the stage that uses them.
+The team's own code: the prepare, train and evaluate stages, and the application. Generic
+machinery (params, gate, registry, prompts, language models) comes from the Lockstep toolkit
+(`lockstep`), pinned in pyproject.toml.
 """
-
-__version__ = "0.1.0"

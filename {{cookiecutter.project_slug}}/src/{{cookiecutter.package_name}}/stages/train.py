@@ -1,78 +1,26 @@
-"""Stage train: fit the classifier chosen in conf/model on the training split."""
+"""Stage train: fit the model on the training split and save it."""
 
-from __future__ import annotations
+from typing import Any
 
-import importlib
-import io
-from typing import TYPE_CHECKING, Any
-
-from {{ cookiecutter.package_name }}.config import (
-    DataConfig,
-    ModelConfig,
-    StageError,
-    load,
-    run_stage,
-    write_atomic,
-)
-
-if TYPE_CHECKING:
-    import argparse
-
-    import pandas as pd
+import pandas as pd
+from lockstep.config import ModelConfig, load, run
+from lockstep.tabular import build_estimator, features_and_labels, fit, save_model
 
 
-def features_and_labels(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, Any]:
-    """Split a prepared table into features and 0/1 labels (1 is the positive class)."""
-    if data.target not in frame.columns:
-        raise StageError(f"prepared data has no column '{data.target}'; re-run the prepare stage")
-    labels = (frame[data.target].astype(str) == data.positive_class).astype(int)
-    return frame.drop(columns=[data.target]), labels
+def make_model(model: ModelConfig) -> Any:
+    """The unfitted model. Any scikit-learn estimator needs only a YAML file in conf/model."""
+    # --- Your model: replace this line with your own (docs: "Your own data and model") ---
+    return build_estimator(model)  # the estimator conf/model names, behind a scaler if `scale: true`
+    # --- It needs fit(features, labels) and predict(features); evaluate scores what it predicts.
 
 
-def build_estimator(model: ModelConfig) -> Any:
-    """Instantiate the configured estimator, optionally behind a standard scaler."""
-    module_name, _, class_name = model.estimator.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError):
-        raise StageError(f"model.estimator: cannot import '{model.estimator}'; fix it in conf/model") from None
-    try:
-        estimator = cls(**model.params)
-    except TypeError as exc:
-        raise StageError(f"model.params: {exc}; fix it in conf/model/{model.name}.yaml") from None
-    if not model.scale:
-        return estimator
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), estimator)
-
-
-def fit(frame: pd.DataFrame, data: DataConfig, model: ModelConfig) -> Any:
-    """Fit the configured estimator on a prepared table."""
-    features, labels = features_and_labels(frame, data)
-    estimator = build_estimator(model)
-    try:
-        return estimator.fit(features, labels)
-    except ValueError as exc:
-        raise StageError(f"model '{model.name}' cannot be fitted: {exc}") from None
-
-
-def _main(args: argparse.Namespace) -> None:
-    import joblib
-    import pandas as pd
-
-    data, model, paths = load("data", "model", "paths", path=args.params)
-    estimator = fit(pd.read_csv(paths.train), data, model)
-    buffer = io.BytesIO()
-    joblib.dump(estimator, buffer)
-    write_atomic(paths.model, buffer.getvalue())
-    print(f"train: {model.name} fitted -> {paths.model}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage("train", __doc__, _main, argv)
+def main() -> None:
+    data, model, paths = load("data", "model", "paths")
+    features, labels = features_and_labels(pd.read_parquet(paths.train), data)
+    fitted = fit(make_model(model), features, labels, model.name)
+    save_model(fitted, paths.model)
+    print(f"train: {model.name} fitted on {len(features)} rows -> {paths.model}")
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(main))

@@ -1,23 +1,25 @@
-"""Typed, validated view of params.yaml, and the small command-line frame every stage shares.
+"""Typed, validated view of params.yaml, and the small helpers every command and stage shares.
 
-params.yaml is composed from conf/ by DVC (`make params`). Each stage validates the sections
+params.yaml is composed from conf/ by DVC (`lockstep params`). Each stage validates the sections
 it reads once, at start-up, so a bad value fails with the file, the key and what was expected.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any{% if cookiecutter.include_llm == "yes" %}, Literal{% endif %}
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError{% if cookiecutter.include_llm == "yes" %}, model_validator{% endif %}
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lockstep import __version__
 
 PARAMS_FILE = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
+Task = Literal["binary", "multiclass", "regression"]
 
 
 class StageError(Exception):
@@ -29,29 +31,32 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    """conf/data: which CSV to learn from and how to split it."""
+    """conf/data: which CSV to learn from, what to predict, and how to split it."""
 
     path: Path
     target: str
-    positive_class: str
+    task: Task = "binary"
+    positive_class: str | None = None  # binary only: the class that counts as positive
     features: list[str] | None = None
     test_size: float = Field(gt=0, lt=1)
     seed: int
 
+    @model_validator(mode="after")
+    def _positive_class_for_binary(self) -> DataConfig:
+        if self.task == "binary" and not self.positive_class:
+            raise ValueError("task binary needs positive_class (the class that counts as positive)")
+        if self.task != "binary" and self.positive_class is not None:
+            raise ValueError(f"positive_class applies to task binary only; set it to null for task {self.task}")
+        return self
+
 
 class ModelConfig(_Section):
-    """conf/model: a scikit-learn classifier given by import path, and its arguments."""
+    """conf/model: a scikit-learn estimator given by import path, and its arguments."""
 
     name: str
     estimator: str = Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")
     scale: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
-
-
-class EvaluateConfig(_Section):
-    """conf/evaluate: the lowest value each metric may take before the stage fails."""
-
-    floors: dict[str, float] = Field(default_factory=dict)
 
 
 class PathsConfig(_Section):
@@ -62,34 +67,36 @@ class PathsConfig(_Section):
     metrics: Path
     plots: Path
     registration: Path
-{%- if cookiecutter.include_llm == "yes" %}
-    prompts: Path
-    golden: Path
-    prompt_outputs: Path
-    prompt_reports: Path
-{%- endif %}
+    prompts: Path | None = None
+    golden: Path | None = None
+    prompt_outputs: Path | None = None
+    prompt_reports: Path | None = None
 
     @property
     def train(self) -> Path:
-        return self.prepared / "train.csv"
+        return self.prepared / "train.parquet"
 
     @property
     def test(self) -> Path:
-        return self.prepared / "test.csv"
-{%- if cookiecutter.include_llm == "yes" %}
+        return self.prepared / "test.parquet"
+
+    def _prompt_path(self, key: str) -> Path:
+        value = getattr(self, key)
+        if value is None:
+            raise StageError(f"paths.{key} is not set; add it to conf/config.yaml (the prompt track needs it)")
+        return value
 
     def prompt_file(self, name: str) -> Path:
-        return self.prompts / f"{name}.yaml"
+        return self._prompt_path("prompts") / f"{name}.yaml"
 
     def golden_file(self, name: str) -> Path:
-        return self.golden / f"{name}.jsonl"
+        return self._prompt_path("golden") / f"{name}.jsonl"
 
     def prompt_output(self, name: str) -> Path:
-        return self.prompt_outputs / f"{name}.jsonl"
+        return self._prompt_path("prompt_outputs") / f"{name}.jsonl"
 
     def prompt_report(self, name: str) -> Path:
-        return self.prompt_reports / name
-{%- endif %}
+        return self._prompt_path("prompt_reports") / name
 
 
 class RegisterConfig(_Section):
@@ -98,9 +105,6 @@ class RegisterConfig(_Section):
     model_name: str = Field(min_length=1)
     experiment: str = Field(min_length=1)
     alias: str = Field(pattern=r"^[A-Za-z_][\w-]*$")
-
-
-{%- if cookiecutter.include_llm == "yes" %}
 
 
 class LLMConfig(_Section):
@@ -120,39 +124,37 @@ class LLMConfig(_Section):
 
 
 class PromptsConfig(_Section):
-    """conf/prompts: which prompts are evaluated and registered, and the gates on their metrics."""
+    """conf/prompts: which prompts are evaluated and registered (their gates live in conf/gates)."""
 
     names: list[str] = Field(min_length=1)
     alias: str = Field(pattern=r"^[A-Za-z_][\w-]*$")
-    floors: dict[str, dict[str, float]] = Field(default_factory=dict)  # per prompt
-    ceilings: dict[str, float] = Field(default_factory=dict)  # every prompt
     banned_phrases: list[str] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _floors_name_prompts(self) -> PromptsConfig:
-        unknown = sorted(set(self.floors) - set(self.names))
-        if unknown:
-            raise ValueError(f"floors name prompt(s) not in names: {', '.join(unknown)}")
-        return self
-{%- endif %}
 
 
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig,
     "model": ModelConfig,
-    "evaluate": EvaluateConfig,
     "paths": PathsConfig,
     "register": RegisterConfig,
-{%- if cookiecutter.include_llm == "yes" %}
     "llm": LLMConfig,
     "prompts": PromptsConfig,
-{%- endif %}
 }
 
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI when set (a tracking server, a database), else the local SQLite file."""
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def redact(uri: str) -> str:
+    """A URI fit for messages and logs: any password or token in it replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]  # as written: keeps an IPv6 host's brackets and the port
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
@@ -172,7 +174,7 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str, kind: type[_Section], source: Path = PARAMS_FILE) -> Any:
+def section(params: dict[str, Any], name: str, kind: type[BaseModel], source: Path = PARAMS_FILE) -> Any:
     """Validate one section of params into its typed config, naming the first bad key."""
     if name not in params:
         raise StageError(f"{source}: section '{name}' is missing; add it under conf/ and run `make params`")
@@ -183,13 +185,24 @@ def section(params: dict[str, Any], name: str, kind: type[_Section], source: Pat
         key = ".".join([name, *(str(p) for p in err["loc"])])
         shown = repr(err.get("input"))
         got = f" (got {shown})" if "input" in err and err["type"] != "missing" and len(shown) <= 80 else ""
-        raise StageError(f"{source}: {key}: {err['msg']}{got}; fix it in conf/{name} and run `make params`") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise StageError(f"{source}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
 
 
 def load(*names: str, path: Path = PARAMS_FILE) -> tuple[Any, ...]:
     """Read params.yaml once and return the typed sections a stage asks for, in order."""
     params = read_params(path)
     return tuple(section(params, name, SECTIONS[name], path) for name in names)
+
+
+def check_toolkit_version(params: dict[str, Any], path: Path = PARAMS_FILE) -> None:
+    """The toolkit installed must be the one params.yaml pins: DVC re-runs toolkit stages on a bump."""
+    pinned = params.get("toolkit_version")
+    if pinned is not None and str(pinned) != __version__:
+        raise StageError(
+            f"{path}: toolkit_version {pinned} but lockstep-mlops {__version__} is installed;"
+            " pin the same version in pyproject.toml and conf/config.yaml, then `make setup && make params`"
+        )
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -205,30 +218,12 @@ def one_line(text: Any, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write a file whole or not at all, so an interrupted stage never leaves half an output."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def run_stage(
-    stage: str,
-    description: str,
-    body: Callable[[argparse.Namespace], None],
-    argv: list[str] | None,
-    arguments: Callable[[argparse.ArgumentParser], object] | None = None,
-) -> int:
-    """Parse the shared arguments (and a stage's own), run its body, report StageError in one line."""
-    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.stages.{stage}", description=description)
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="composed parameters file")
-    if arguments is not None:
-        arguments(parser)
-    args = parser.parse_args(argv)
+def run(stage: Callable[[], object], name: str | None = None) -> int:
+    """Run a stage's main(), turning a StageError into one `error:` line and exit status 1."""
     try:
-        body(args)
+        stage()
     except StageError as exc:
-        print(f"error: {stage}: {exc}", file=sys.stderr)
+        label = name or getattr(stage, "__module__", "stage").rpartition(".")[2]
+        print(f"error: {label}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,31 +1,62 @@
-"""Stage prompt_evaluate: score a prompt's answers against its golden set and enforce the gates.
+"""Answer a prompt's golden set with the configured model, and score the answers.
 
-    python -m {{ cookiecutter.package_name }}.stages.prompt_evaluate <prompt>
+    lockstep prompts answer <name>     # stage prompt_outputs@<name>: data/prompt_outputs/<name>.jsonl
+    lockstep prompts evaluate <name>   # stage prompt_evaluate@<name>: reports/prompts/<name>/
 
-reads the answers written by prompt_outputs and writes metrics.json (quality, conciseness, safety, latency,
-tokens, cost) and cases.csv (per-case scores, for `dvc plots`). Quality is ROUGE-L against the
-reference; PII in answers is found by MLflow's deterministic PIIDetection scorer.
+`answer` writes one JSON line per case (inputs, answer, reference, tokens, latency) for review.
+`evaluate` writes metrics.json (quality, conciseness, safety, latency, tokens, cost) and cases.csv
+(per-case scores, for `dvc plots`). Quality is ROUGE-L against the reference; PII in answers is
+found by MLflow's deterministic PIIDetection scorer. Evaluating only measures: the limits on
+these metrics are the gate's rules (conf/gates), so an experiment that misses one is still
+recorded and comparable.
 """
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from {{ cookiecutter.package_name }}.config import (
+from lockstep.config import (
+    PARAMS_FILE,
     LLMConfig,
     PathsConfig,
     PromptsConfig,
     StageError,
-    load,
-    run_stage,
-    write_atomic,
+    check_toolkit_version,
+    read_params,
+    section,
 )
-from {{ cookiecutter.package_name }}.llm import cost_usd
-from {{ cookiecutter.package_name }}.stages.evaluate import broken_limits, write_csv
+from lockstep.io import write_atomic, write_csv, write_json
 
 if TYPE_CHECKING:
-    import argparse
+    from lockstep.llm import Backend
+    from lockstep.prompts import Prompt
+
+
+def answer_all(prompt: Prompt, cases: list[dict[str, Any]], model: Backend) -> list[dict[str, Any]]:
+    """One record per golden case, in order, with a progress bar on the terminal."""
+    from tqdm import tqdm
+
+    records = []
+    # A bar on a terminal; in logs (CI) tqdm stays quiet and the summary line below reports.
+    for case in tqdm(cases, desc=f"prompt {prompt.name}", unit="case", file=sys.stderr, disable=None):
+        answer = model.chat(prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
+        records.append(
+            {
+                "id": case["id"],
+                "inputs": case["inputs"],
+                "output": answer.text,
+                "expected": case["expected"],
+                "tags": case.get("tags", []),
+                "must_not_contain": case.get("must_not_contain", []),
+                "input_tokens": answer.input_tokens,
+                "output_tokens": answer.output_tokens,
+                "latency_s": round(answer.latency_s, 4),
+            }
+        )
+    return records
 
 
 def contains_any(text: str, phrases: list[str]) -> bool:
@@ -83,6 +114,8 @@ def aggregate(records: list[dict[str, Any]], scores: list[dict[str, Any]], llm: 
     latencies = [s["latency_s"] for s in scores]
     input_tokens = sum(r["input_tokens"] for r in records)
     output_tokens = sum(r["output_tokens"] for r in records)
+    from lockstep.llm import cost_usd
+
     cost = cost_usd(llm, input_tokens, output_tokens)
     return {
         "cases": n,
@@ -103,7 +136,7 @@ def aggregate(records: list[dict[str, Any]], scores: list[dict[str, Any]], llm: 
     }
 
 
-def read_records(path: Any) -> list[dict[str, Any]]:
+def read_records(path: Path) -> list[dict[str, Any]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -114,30 +147,36 @@ def read_records(path: Any) -> list[dict[str, Any]]:
     return records
 
 
-def run(name: str, llm: LLMConfig, prompts: PromptsConfig, paths: PathsConfig) -> dict[str, float]:
+def answer(name: str, params_file: Path = PARAMS_FILE) -> int:
+    """Stage prompt_outputs: every golden case of one prompt answered, one JSON line each."""
+    from lockstep.llm import backend
+    from lockstep.prompts import load_golden, load_prompt_file
+
+    params = read_params(params_file)
+    check_toolkit_version(params, params_file)
+    llm = section(params, "llm", LLMConfig, params_file)
+    paths = section(params, "paths", PathsConfig, params_file)
+    prompt = load_prompt_file(paths.prompt_file(name))
+    cases = load_golden(paths.golden_file(name), prompt)
+    records = answer_all(prompt, cases, backend(llm))
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_atomic(paths.prompt_output(name), lines)
+    print(f"prompt_outputs: {name}: {len(records)} answers -> {paths.prompt_output(name)}")
+    return 0
+
+
+def evaluate(name: str, params_file: Path = PARAMS_FILE) -> int:
+    """Stage prompt_evaluate: one prompt's answers scored into metrics.json and cases.csv."""
+    params = read_params(params_file)
+    check_toolkit_version(params, params_file)
+    llm = section(params, "llm", LLMConfig, params_file)
+    prompts = section(params, "prompts", PromptsConfig, params_file)
+    paths = section(params, "paths", PathsConfig, params_file)
     report = paths.prompt_report(name)
     records = read_records(paths.prompt_output(name))
     scores = score_cases(records, prompts.banned_phrases)
     metrics = aggregate(records, scores, llm)
-    write_atomic(report / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_json(report / "metrics.json", metrics)
     write_csv(report / "cases.csv", scores)
     print(f"prompt_evaluate: {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    broken = broken_limits(metrics, prompts.floors.get(name, {}), prompts.ceilings)
-    if broken:
-        raise StageError(f"prompt {name} breaks its gates in conf/prompts: {'; '.join(broken)}")
-    return metrics
-
-
-def _main(args: argparse.Namespace) -> None:
-    llm, prompts, paths = load("llm", "prompts", "paths", path=args.params)
-    run(args.prompt, llm, prompts, paths)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_stage(
-        "prompt_evaluate", __doc__, _main, argv, lambda p: p.add_argument("prompt", help="a prompt in prompts/")
-    )
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return 0

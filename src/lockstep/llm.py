@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from {{ cookiecutter.package_name }}.config import LLMConfig, StageError, one_line
+from lockstep.config import LLMConfig, StageError, one_line
 
 if TYPE_CHECKING:
-    from {{ cookiecutter.package_name }}.prompts import ModelSettings
+    from lockstep.prompts import ModelSettings
 
 
 @dataclass(frozen=True)

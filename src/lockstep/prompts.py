@@ -4,26 +4,24 @@ A prompt lives in prompts/<name>.yaml (see the shipped ones), its golden set in
 data/golden/<name>.jsonl. This command validates every prompt and golden set named in
 params.yaml; each problem is one line naming the file, the field and what was expected:
 
-    python -m {{ cookiecutter.package_name }}.prompts check
+    lockstep prompts check
  Templates use MLflow's double-brace variables, so the same
 text renders here and from the MLflow Prompt Registry.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from {{ cookiecutter.package_name }}.config import (
+from lockstep.config import (
     PARAMS_FILE,
     PathsConfig,
     PromptsConfig,
@@ -222,21 +220,3 @@ def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str]) -> int:
         version = created.version
     mlflow.genai.set_prompt_alias(prompt.name, alias=alias, version=int(version))
     return int(version)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.prompts", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["check"], help="check: validate prompts and golden sets")
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="composed parameters file")
-    args = parser.parse_args(argv)
-    try:
-        problems = check(args.params)
-    except StageError as exc:
-        problems = [str(exc)]
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

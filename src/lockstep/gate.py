@@ -1,7 +1,6 @@
 """The CI gate: compare the workspace's metrics with a base revision, report, and fail regressions.
 
-    make gate BASE=main      # python -m {{ cookiecutter.package_name }}.gate --base main
-    make check-lock          # python -m {{ cookiecutter.package_name }}.gate check-lock
+    make gate BASE=main      # lockstep gate --base main
 
 `compare` takes the merge base of BASE and HEAD, reads `dvc metrics diff --all --json` and
 `dvc params diff --json` against it, and applies the rules in conf/gates (composed into
@@ -13,15 +12,11 @@ rule unless the rule says `on_unreadable: pass`: a regression never passes silen
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import math
-import os
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,14 +24,9 @@ from xml.etree import ElementTree as ET
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from {{ cookiecutter.package_name }}.config import (
-    PARAMS_FILE,
-    StageError,
-    flatten,
-    read_params,
-    section,
-    write_atomic,
-)
+from lockstep.config import StageError, Task, flatten, read_params, section
+from lockstep.io import write_atomic
+from lockstep.vcs import dvc_json, git
 
 OUT_DIR = Path("reports/gate")
 MARKER = "<!-- lockstep-gate -->"  # lets CI find and update its own comment
@@ -52,6 +42,10 @@ class Rule(BaseModel):
     max_regression: float | None = Field(default=None, ge=0)
     max_regression_pct: float | None = Field(default=None, ge=0)
     on_unreadable: Literal["fail", "pass"] = "fail"
+    tasks: list[Task] | None = None  # applies only when data.task is one of these; None: every task
+
+    def applies_to(self, task: str | None) -> bool:
+        return self.tasks is None or task is None or task in self.tasks
 
     def matches(self, name: str) -> bool:
         return fnmatch.fnmatchcase(name, self.metric)
@@ -131,15 +125,6 @@ def evaluate(rule: Rule, metric: str, old: Value, new: Value) -> Check:
     return Check(rule, metric, old, new, failures)
 
 
-def git(*args: str, check: bool = True) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True)
-    if check and result.returncode:
-        raise StageError(
-            f"git {' '.join(args)}: {result.stderr.strip().splitlines()[-1] if result.stderr else 'failed'}"
-        )
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
 def resolve_base(base: str) -> str:
     """The merge base of BASE and HEAD: what the pull request would change."""
     if not git("rev-parse", "--verify", "-q", "HEAD^{commit}", check=False):
@@ -165,18 +150,6 @@ def base_file(rev: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"unreadable at base ({type(exc).__name__})"
 
 
-def dvc_json(*args: str) -> dict[str, Any]:
-    """Run a dvc command with --json and parse its output; DVC exits 0 on some load failures."""
-    result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
-    if result.returncode:
-        detail = (result.stderr.strip().splitlines() or ["failed"])[-1]
-        raise StageError(f"dvc {' '.join(args)}: {detail}")
-    try:
-        return json.loads(result.stdout or "{}")
-    except json.JSONDecodeError:
-        raise StageError(f"dvc {' '.join(args)} printed no JSON: {result.stdout[:200]!r}") from None
-
-
 def metric_values(base_rev: str) -> dict[str, tuple[Value, Value]]:
     """Every metric of workspace and base as (old, new), keyed "<file>:<key>"."""
     diff = dvc_json("metrics", "diff", base_rev, "--all")
@@ -195,12 +168,13 @@ def metric_values(base_rev: str) -> dict[str, tuple[Value, Value]]:
     return values
 
 
-def apply_rules(rules: list[Rule], values: dict[str, tuple[Value, Value]]) -> list[Check]:
+def apply_rules(rules: list[Rule], values: dict[str, tuple[Value, Value]], task: str | None = None) -> list[Check]:
+    """Every rule that applies to this task against every metric it names; a rule naming no metric fails."""
     checks = []
-    for rule in rules:
+    for rule in (r for r in rules if r.applies_to(task)):
         matched = [name for name in sorted(values) if rule.matches(name)]
-        if not matched and not any(ch in rule.metric for ch in "*?["):
-            missing = Value(problem="no such metric in workspace or base")
+        if not matched:  # a typo or a renamed metric must not turn into zero checks
+            missing = Value(problem="no metric matches this rule in workspace or base")
             checks.append(evaluate(rule, rule.metric, missing, missing))
         checks += [evaluate(rule, name, *values[name]) for name in matched]
     return checks
@@ -278,7 +252,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     gates = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
     values = metric_values(base_rev)
-    checks = apply_rules(gates.rules, values)
+    checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(base_rev)}
     prompts_dir = params.get("paths", {}).get("prompts")
     if prompts_dir:
@@ -297,86 +271,3 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     passed = len(checks) - len(broken)
     print(f"gate: {'failed' if broken else 'passed'}: {passed}/{len(checks)} checks; report {out_dir / 'report.md'}")
     return 1 if broken else 0
-
-
-def stale_stages(status: dict[str, Any]) -> dict[str, list[str]]:
-    """Stages whose code, params or data changed since dvc.lock (missing outputs do not count)."""
-    stale: dict[str, list[str]] = {}
-    for stage, changes in status.items():
-        for change_ in changes if isinstance(changes, list) else [changes]:
-            if not isinstance(change_, dict):
-                stale.setdefault(stage, []).append(str(change_))
-                continue
-            for kind, detail in change_.items():
-                if kind == "changed deps":
-                    stale[stage] = stale.get(stage, []) + [f"{p} {s}" for p, s in detail.items() if s != "deleted"]
-                elif kind in ("changed params", "changed command"):
-                    stale.setdefault(stage, []).append(kind)
-    return {stage: reasons for stage, reasons in stale.items() if reasons and not stage.endswith(".dvc")}
-
-
-def check_lock() -> int:
-    if not Path("dvc.lock").exists():
-        print("error: dvc.lock: not committed yet; run `make repro` and commit dvc.lock", file=sys.stderr)
-        return 1
-    stale = stale_stages(dvc_json("status"))
-    if not stale:
-        print("dvc.lock matches the committed code, params, data and prompts")
-        return 0
-    for stage, reasons in stale.items():
-        print(f"  {stage}: {', '.join(reasons)}", file=sys.stderr)
-    targets = " ".join(sorted(stale))
-    print(
-        f"error: dvc.lock is stale for {len(stale)} stage(s); run `dvc repro {targets}` and commit dvc.lock",
-        file=sys.stderr,
-    )
-    return 1
-
-
-def post_gitlab(report_path: Path, token_env: str = "GITLAB_NOTE_TOKEN") -> int:
-    """Post the report as one merge-request note, updated in place on later pipelines."""
-    token = os.environ.get(token_env)
-    needed = ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")
-    if not token or not all(os.environ.get(k) for k in needed):
-        print(f"gate: not posting the report: set the masked CI/CD variable {token_env} (api scope) in a merge request")
-        return 0
-    notes_url = "{}/projects/{}/merge_requests/{}/notes".format(*(os.environ[k] for k in needed))
-    body = urllib.parse.urlencode({"body": report_path.read_text(encoding="utf-8")}).encode()
-
-    def call(url: str, method: str, data: bytes | None = None) -> Any:
-        request = urllib.request.Request(url, data=data, method=method, headers={"PRIVATE-TOKEN": token})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read() or b"null")
-
-    try:
-        mine = [n for n in call(f"{notes_url}?per_page=100", "GET") if MARKER in n.get("body", "")]
-        if mine:
-            call(f"{notes_url}/{mine[0]['id']}", "PUT", body)
-        else:
-            call(notes_url, "POST", body)
-    except OSError as exc:  # urllib's HTTP and connection errors
-        raise StageError(f"cannot post the merge-request note to {notes_url}: {exc}") from None
-    print(f"gate: report {'updated' if mine else 'posted'} on merge request !{os.environ['CI_MERGE_REQUEST_IID']}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.gate", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="compare", choices=["compare", "check-lock", "post-gitlab"])
-    parser.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="composed parameters file")
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory for report.md, junit.xml")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "check-lock":
-            return check_lock()
-        if args.command == "post-gitlab":
-            return post_gitlab(args.out / "report.md")
-        return compare(args.base, args.params, args.out)
-    except StageError as exc:
-        print(f"error: gate: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""The `lockstep` command: every generic task of a Lockstep project, run from the project's root.
+
+Each subcommand imports what it needs when it runs, so `lockstep --help` starts at once
+(pre-commit hooks call it). Exit status: 0 done, 1 a check failed or the input is bad (one
+`error:` line says what and how to fix it), 2 the gate could not compare at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from lockstep import __version__
+
+PARAMS = Path("params.yaml")
+
+
+def _params(args: argparse.Namespace) -> int:
+    from lockstep import params
+
+    return params.check(args.params) if args.check else params.write(args.overrides, args.params)
+
+
+def _check_lock(args: argparse.Namespace) -> int:
+    from lockstep.lock import check_lock
+
+    return check_lock()
+
+
+def _gate(args: argparse.Namespace) -> int:
+    from lockstep.gate import compare
+
+    return compare(args.base, args.params, args.out)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from lockstep.publish import post_gitlab
+
+    return post_gitlab(args.out / "report.md")
+
+
+def _register(args: argparse.Namespace) -> int:
+    from lockstep.registry import register
+
+    return register(args.params)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from lockstep.registry import promote
+
+    return promote(args.alias, args.params)
+
+
+def _prompts(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from lockstep.prompts import check
+
+        problems = check(args.params)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1 if problems else 0
+    if not args.name:
+        raise SystemExit(f"lockstep prompts {args.action}: name a prompt, e.g. `lockstep prompts {args.action} NAME`")
+    from lockstep import prompt_eval
+
+    return (prompt_eval.answer if args.action == "answer" else prompt_eval.evaluate)(args.name, args.params)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
+    root.add_argument("--version", action="version", version=f"lockstep-mlops {__version__}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--params", type=Path, default=PARAMS, help="composed parameters file (default: params.yaml)")
+        sub.set_defaults(run=run)
+        return sub
+
+    sub = command("params", _params, "compose params.yaml from conf/ with DVC's Hydra composer")
+    sub.add_argument("--check", action="store_true", help="fail when params.yaml is stale instead of writing it")
+    sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=random_forest")
+    command("check-lock", _check_lock, "fail when dvc.lock is not what the committed inputs produce")
+    sub = command("gate", _gate, "compare metrics with a base revision against the rules in conf/gates")
+    sub.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
+    sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory for report.md, junit.xml")
+    sub = command("report-gitlab", _report, "post the gate's report.md as the merge request's note")
+    sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory holding report.md")
+    command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
+    sub = command("promote", _promote, "move an alias to the versions in the registration record")
+    sub.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
+    sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
+    sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from lockstep.config import StageError
+
+    try:
+        return args.run(args)
+    except StageError as exc:
+        print(f"error: {args.command}: {exc}", file=sys.stderr)
+        return 2 if args.command == "gate" else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

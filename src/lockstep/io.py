@@ -1,0 +1,38 @@
+"""Writing outputs whole or not at all, in the plain formats DVC reads (JSON metrics, CSV plots)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write a file whole or not at all, so an interrupted stage never leaves half an output."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Metrics and records as indented JSON, the way `dvc metrics` and reviewers read them."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """A plain CSV for DVC's plot templates (header from the first row)."""
+    header = list(rows[0])
+    lines = [",".join(header), *(",".join(str(row[k]) for k in header) for row in rows)]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes: the same hash DVC records for it in dvc.lock."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

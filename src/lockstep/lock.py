@@ -1,0 +1,50 @@
+"""The lock check: dvc.lock must be what the committed code, params, data and prompts produce.
+
+    lockstep check-lock      # make check-lock
+
+Outputs and data missing in a fresh clone do not count (CI restores them from the remote);
+a stale stage is named with the exact `dvc repro` command that fixes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from lockstep.vcs import dvc_json
+
+
+def stale_stages(status: dict[str, Any]) -> dict[str, list[str]]:
+    """Stages whose code, params or data changed since dvc.lock (missing outputs do not count)."""
+    stale: dict[str, list[str]] = {}
+    for stage, changes in status.items():
+        for change_ in changes if isinstance(changes, list) else [changes]:
+            if not isinstance(change_, dict):
+                stale.setdefault(stage, []).append(str(change_))
+                continue
+            for kind, detail in change_.items():
+                if kind == "changed deps":
+                    stale[stage] = stale.get(stage, []) + [f"{p} {s}" for p, s in detail.items() if s != "deleted"]
+                elif kind in ("changed params", "changed command"):
+                    stale.setdefault(stage, []).append(kind)
+    return {stage: reasons for stage, reasons in stale.items() if reasons and not stage.endswith(".dvc")}
+
+
+def check_lock() -> int:
+    """0 when dvc.lock is current; else each stale stage, and the command that fixes them."""
+    if not Path("dvc.lock").exists():
+        print("error: dvc.lock: not committed yet; run `make repro` and commit dvc.lock", file=sys.stderr)
+        return 1
+    stale = stale_stages(dvc_json("status"))
+    if not stale:
+        print("dvc.lock matches the committed code, params, data and prompts")
+        return 0
+    for stage, reasons in stale.items():
+        print(f"  {stage}: {', '.join(reasons)}", file=sys.stderr)
+    targets = " ".join(sorted(stale))
+    print(
+        f"error: dvc.lock is stale for {len(stale)} stage(s); run `dvc repro {targets}` and commit dvc.lock",
+        file=sys.stderr,
+    )
+    return 1

@@ -1,0 +1,266 @@
+"""The MLflow registry: register what the pipeline evaluated, with its lineage; promote; load by alias.
+
+    lockstep register        # the register stage of dvc.yaml (make register)
+    lockstep promote         # move `champion` to the versions in reports/registration.json
+
+register logs the evaluated model and registers it with tags tying it to the exact code, data
+and parameters (`git_commit`, `git_dirty`, `data_md5`, `params_hash`, `model_md5`), and moves
+the alias (`challenger`). Each prompt goes to the Prompt Registry the same way, and the model
+version and the prompt versions evaluated together are recorded on each other and in the
+registration record. Idempotent: a model whose bytes are already registered gets no new
+version, nor does a prompt whose content is unchanged; the alias is simply pointed at it.
+
+A scikit-learn model is logged with MLflow's sklearn flavour; any other model saved with joblib
+that has `predict(DataFrame)` is logged as a pyfunc model that loads that file.
+
+The tracking URI comes from MLFLOW_TRACKING_URI, else the SQLite file mlflow.db at the project
+root. A tracking server that does not answer fails the command in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from lockstep.config import (
+    PARAMS_FILE,
+    DataConfig,
+    PathsConfig,
+    PromptsConfig,
+    RegisterConfig,
+    StageError,
+    check_toolkit_version,
+    flatten,
+    one_line,
+    read_params,
+    redact,
+    section,
+    tracking_uri,
+)
+from lockstep.io import file_md5, write_json
+
+INPUT_EXAMPLE_ROWS = 5
+LINEAGE_SECTIONS = ("data", "model")  # the parameters that determine the model
+# Bounded retries and timeouts for a tracking server: MLflow's defaults retry for minutes.
+FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
+
+
+@contextmanager
+def mlflow_client() -> Iterator[Any]:
+    """An MlflowClient on the project's tracking URI; MLflow's errors become one StageError line."""
+    for key, value in FAIL_FAST.items():
+        os.environ.setdefault(key, value)  # a user's own setting wins
+    import logging
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    # Keep the output to what a person needs; MLflow's own warnings still show.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        yield mlflow.MlflowClient()
+    except MlflowException as exc:
+        uri = tracking_uri()
+        # MLflow's message repeats the URI, password and all, in the URL it failed to reach
+        detail = exc.message.replace(uri, redact(uri))
+        raise StageError(
+            f"MLflow at {redact(uri)}: {one_line(detail)}; start the server, or unset"
+            " MLFLOW_TRACKING_URI to use the local mlflow.db"
+        ) from None
+
+
+def params_hash(params: dict[str, Any]) -> str:
+    """A stable hash of the parameters that determine the model, independent of key order."""
+    lineage = {name: params.get(name) for name in LINEAGE_SECTIONS}
+    return hashlib.sha256(json.dumps(lineage, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def git_state() -> tuple[str, bool]:
+    """The commit the run started from and whether the work tree had uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+    return commit, bool(dirty)
+
+
+def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -> dict[str, str]:
+    """Tags that tie a model version to the exact code, data and parameters it came from."""
+    commit, dirty = git_state()
+    return {
+        "git_commit": commit,
+        "git_dirty": str(dirty).lower(),
+        "data_md5": file_md5(data.path),
+        "params_hash": params_hash(params),
+        "model_md5": file_md5(paths.model),
+    }
+
+
+def find_version(client: Any, name: str, model_md5: str) -> Any | None:
+    """The registered version holding exactly these model bytes, if there is one."""
+    versions = client.search_model_versions(f"name = '{name}' and tag.model_md5 = '{model_md5}'")
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def joblib_model() -> Any:
+    """pyfunc wrapper for a model that is not scikit-learn's: the joblib file, and its predict().
+
+    MLflow accepts only a PythonModel subclass. The class is defined here, when first needed, so
+    importing this module does not import MLflow; being local, it is pickled by value and so
+    loads where lockstep is not installed.
+    """
+    from mlflow.pyfunc import PythonModel
+    from mlflow.types.type_hints import TypeFromExample
+
+    class JoblibModel(PythonModel):
+        def load_context(self, context: Any) -> None:
+            import joblib
+
+            self.model = joblib.load(context.artifacts["model"])
+
+        def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+            return self.model.predict(model_input)
+
+        # MLflow reads the input's type hint as its schema: "as the input example" (DataFrame) is the one
+        predict.__annotations__["model_input"] = TypeFromExample
+
+    return JoblibModel()
+
+
+def log_model(model: Any, model_file: Path, example: Any) -> Any:
+    """Log the model with the flavour that fits it; returns MLflow's ModelInfo."""
+    import mlflow
+    from mlflow.models import infer_signature
+    from sklearn.base import BaseEstimator
+
+    signature = infer_signature(example, model.predict(example))
+    if isinstance(model, BaseEstimator):
+        import sklearn
+        import skops.io
+
+        # MLflow stores sklearn models with skops, which refuses types it has not been told to
+        # trust. This model was just trained by this pipeline, so the types it contains are ours.
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        return mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=example,
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            skops_trusted_types=trusted,
+        )
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=joblib_model(),
+        artifacts={"model": str(model_file)},
+        signature=signature,
+        input_example=example,
+        pip_requirements=["joblib"],
+    )
+
+
+def register_model(
+    client: Any, params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: RegisterConfig
+) -> dict[str, Any]:
+    """Register the model (or find it already registered), point the alias at it, return the record."""
+    import joblib
+    import mlflow
+    import pandas as pd
+
+    tags = lineage_tags(params, data, paths)
+    version = find_version(client, reg.model_name, tags["model_md5"])
+    if version is None:
+        model = joblib.load(paths.model)
+        example = pd.read_parquet(paths.test).drop(columns=[data.target]).head(INPUT_EXAMPLE_ROWS)
+        metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
+        mlflow.set_experiment(reg.experiment)
+        with mlflow.start_run(tags=tags):
+            mlflow.log_params(flatten({name: params.get(name) for name in LINEAGE_SECTIONS}))
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+            info = log_model(model, paths.model, example)
+        # Tags go in with the version itself, so no version ever exists without its lineage.
+        version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags)
+    client.set_registered_model_alias(reg.model_name, reg.alias, version.version)
+    return {
+        "model_name": reg.model_name,
+        "version": int(version.version),
+        "alias": reg.alias,
+        "run_id": version.run_id,
+        "model_uri": f"models:/{reg.model_name}/{version.version}",
+        **tags,
+    }
+
+
+def register_prompts(client: Any, prompts: PromptsConfig, paths: PathsConfig, record: dict[str, Any]) -> dict[str, int]:
+    """Register every prompt, then record on both sides which versions were evaluated together."""
+    import mlflow
+
+    from lockstep.prompts import load_prompt_file, register_prompt
+
+    tags = {"git_commit": record["git_commit"], "git_dirty": record["git_dirty"]}
+    versions = {
+        name: register_prompt(load_prompt_file(paths.prompt_file(name)), prompts.alias, tags) for name in prompts.names
+    }
+    for name, version in versions.items():
+        client.set_model_version_tag(record["model_name"], str(record["version"]), f"prompt.{name}", str(version))
+        mlflow.genai.set_prompt_version_tag(name, version, "model_version", record["model_uri"])
+    return versions
+
+
+def register(params_file: Path = PARAMS_FILE) -> int:
+    """The register stage: model and prompts into the registry, the record into paths.registration."""
+    params = read_params(params_file)
+    check_toolkit_version(params, params_file)
+    data = section(params, "data", DataConfig, params_file)
+    paths = section(params, "paths", PathsConfig, params_file)
+    reg = section(params, "register", RegisterConfig, params_file)
+    prompts = section(params, "prompts", PromptsConfig, params_file) if "prompts" in params else None
+    with mlflow_client() as client:
+        record = register_model(client, params, data, paths, reg)
+        if prompts is not None:
+            record["prompts"] = register_prompts(client, prompts, paths, record)
+            record["prompt_alias"] = prompts.alias
+    write_json(paths.registration, record)
+    print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
+    for name, version in record.get("prompts", {}).items():
+        print(f"register: prompts:/{name}/{version} (@{record['prompt_alias']})")
+    return 0
+
+
+def promote(alias: str = "champion", params_file: Path = PARAMS_FILE) -> int:
+    """Point alias at every version in the registration record (what the pipeline just evaluated)."""
+    paths = section(read_params(params_file), "paths", PathsConfig, params_file)
+    try:
+        record = json.loads(paths.registration.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StageError(f"{paths.registration}: not found; run the pipeline first (make repro)") from None
+    with mlflow_client() as client:
+        import mlflow
+
+        client.set_registered_model_alias(record["model_name"], alias, str(record["version"]))
+        promoted = [f"models:/{record['model_name']}/{record['version']}"]
+        for name, version in record.get("prompts", {}).items():
+            mlflow.genai.set_prompt_alias(name, alias=alias, version=int(version))
+            promoted.append(f"prompts:/{name}/{version}")
+    print(f"promote: @{alias} -> {', '.join(promoted)}")
+    return 0
+
+
+def load_model(name: str, alias: str = "champion") -> Any:
+    """The model registered under `models:/<name>@<alias>`, as a pyfunc model ready to predict."""
+    with mlflow_client():
+        import mlflow
+
+        return mlflow.pyfunc.load_model(f"models:/{name}@{alias}")

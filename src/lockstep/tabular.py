@@ -1,0 +1,224 @@
+"""Building blocks for a tabular project's own stages: check and split data, build a model, measure it.
+
+The stages in a baked project (prepare, train, evaluate) are the team's code and call these.
+Every function takes the typed config (conf/data, conf/model) and plain pandas objects, and
+works for the three task types conf/data can declare: binary, multiclass and regression.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lockstep.config import DataConfig, ModelConfig, StageError
+from lockstep.io import write_atomic
+
+LATENCY_ROWS = 200  # rows timed one by one for the per-row latency percentiles
+MAX_CLASSES = 100  # a "multiclass" target with more distinct values is more likely a regression target
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV (or Parquet) file as a table, with errors that say what to do."""
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, engine="pyarrow")  # multithreaded C++ reader: several times faster
+    except FileNotFoundError:
+        raise StageError(f"{path}: not found; run `dvc pull` or fix data.path in conf/data") from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as exc:
+        if path.exists() and path.stat().st_size == 0:
+            raise StageError(f"{path}: file is empty; point data.path in conf/data at a CSV with data") from None
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StageError(f"{path}: cannot be read as a table ({first}); fix the file or data.path") from None
+
+
+def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
+    """Validate the raw table against conf/data and return the feature columns to use."""
+    where = f"{cfg.path}"
+    if frame.empty:
+        raise StageError(f"{where}: has no rows; point data.path in conf/data at a CSV with data")
+    if cfg.target not in frame.columns:
+        raise StageError(
+            f"{where}: target column '{cfg.target}' not found (columns: {', '.join(map(str, frame.columns))});"
+            " set data.target in conf/data"
+        )
+    features = cfg.features if cfg.features is not None else [c for c in frame.columns if c != cfg.target]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise StageError(f"{where}: feature columns not found: {', '.join(missing)}; fix data.features in conf/data")
+    if not features:
+        raise StageError(f"{where}: no feature columns besides '{cfg.target}'; add columns or set data.features")
+    with_nan = [c for c in [cfg.target, *features] if frame[c].isna().any()]
+    if with_nan:
+        raise StageError(
+            f"{where}: missing values in column(s) {', '.join(with_nan)}; clean the data and `dvc add` it again"
+        )
+    if cfg.task == "regression":
+        if not pd.api.types.is_numeric_dtype(frame[cfg.target]):
+            raise StageError(f"{where}: target '{cfg.target}' is not numeric; task regression needs numbers")
+        return features
+    classes = sorted(frame[cfg.target].astype(str).unique())
+    if cfg.task == "binary" and len(classes) != 2:
+        raise StageError(
+            f"{where}: target '{cfg.target}' has {len(classes)} class(es) {classes[:10]}; a binary target needs"
+            " exactly 2 (or set data.task: multiclass)"
+        )
+    if cfg.task == "binary" and cfg.positive_class not in classes:
+        raise StageError(
+            f"{where}: positive class '{cfg.positive_class}' not in target values {classes};"
+            " set data.positive_class in conf/data"
+        )
+    if cfg.task == "multiclass" and not 2 < len(classes) <= MAX_CLASSES:
+        raise StageError(
+            f"{where}: target '{cfg.target}' has {len(classes)} classes; task multiclass needs 3 to {MAX_CLASSES}"
+            " (use binary for 2, regression for a numeric target)"
+        )
+    return features
+
+
+def split(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the configured columns and split them reproducibly (stratified for classification)."""
+    from sklearn.model_selection import train_test_split
+
+    columns = [*check_frame(frame, cfg), cfg.target]
+    stratify = frame[cfg.target] if cfg.task != "regression" else None
+    train, test = train_test_split(frame[columns], test_size=cfg.test_size, random_state=cfg.seed, stratify=stratify)
+    return train, test
+
+
+def features_and_labels(frame: pd.DataFrame, data: DataConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Split a prepared table into features and labels: 0/1 for binary (1 is the positive class),
+    class names as text for multiclass, numbers for regression."""
+    if data.target not in frame.columns:
+        raise StageError(f"prepared data has no column '{data.target}'; re-run the prepare stage")
+    target = frame[data.target]
+    if data.task == "binary":
+        labels = (target.astype(str) == data.positive_class).astype(int)
+    elif data.task == "multiclass":
+        labels = target.astype(str)
+    else:
+        labels = target.astype(float)
+    return frame.drop(columns=[data.target]), labels
+
+
+def build_estimator(model: ModelConfig) -> Any:
+    """Instantiate the estimator conf/model names by import path, optionally behind a standard scaler."""
+    module_name, _, class_name = model.estimator.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise StageError(f"model.estimator: cannot import '{model.estimator}'; fix it in conf/model") from None
+    try:
+        estimator = cls(**model.params)
+    except TypeError as exc:
+        raise StageError(f"model.params: {exc}; fix it in conf/model/{model.name}.yaml") from None
+    if not model.scale:
+        return estimator
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def fit(estimator: Any, features: pd.DataFrame, labels: pd.Series, name: str) -> Any:
+    """Fit an estimator, turning the library's complaint about the data into one actionable line."""
+    try:
+        return estimator.fit(features, labels)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise StageError(f"model '{name}' cannot be fitted: {first}; check conf/model and conf/data") from None
+
+
+def save_model(model: Any, path: Path) -> None:
+    """Save a fitted model with joblib, whole or not at all."""
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def scores(model: Any, features: pd.DataFrame) -> np.ndarray:
+    """Class scores per row (probabilities or decision values), for ROC AUC and the curves."""
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(features))
+    if hasattr(model, "decision_function"):
+        return np.asarray(model.decision_function(features))
+    raise StageError(
+        f"model {type(model).__name__} has neither predict_proba nor decision_function;"
+        " choose a classifier that scores its predictions in conf/model"
+    )
+
+
+def quality(task: str, model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, float]:
+    """The quality metrics of a task type on held-out data."""
+    from sklearn import metrics
+
+    predicted = model.predict(features)
+    if task == "regression":
+        return {
+            "mae": float(metrics.mean_absolute_error(labels, predicted)),
+            "rmse": float(np.sqrt(metrics.mean_squared_error(labels, predicted))),
+            "r2": float(metrics.r2_score(labels, predicted)),
+        }
+    result = {"accuracy": float(metrics.accuracy_score(labels, predicted))}
+    if task == "multiclass":
+        result["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
+        result["f1_weighted"] = float(metrics.f1_score(labels, predicted, average="weighted", zero_division=0))
+        return result
+    positive = scores(model, features)
+    positive = positive[:, 1] if positive.ndim == 2 else positive
+    result["precision"] = float(metrics.precision_score(labels, predicted, zero_division=0))
+    result["recall"] = float(metrics.recall_score(labels, predicted, zero_division=0))
+    result["f1"] = float(metrics.f1_score(labels, predicted, zero_division=0))
+    result["roc_auc"] = float(metrics.roc_auc_score(labels, positive))
+    return result
+
+
+def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dict[str, float]:
+    """Per-row prediction latency in milliseconds (p50 and p95), as a single request would see it."""
+    timings = []
+    for i in range(min(rows, len(features))):
+        row = features.iloc[[i]]
+        start = time.perf_counter()
+        model.predict(row)
+        timings.append((time.perf_counter() - start) * 1000)
+    return {"latency_p50_ms": float(np.percentile(timings, 50)), "latency_p95_ms": float(np.percentile(timings, 95))}
+
+
+def plots(data: DataConfig, model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, list[dict[str, Any]]]:
+    """Rows for DVC's plot templates, by task: confusion matrix (classification), ROC and
+    precision-recall curves (binary), actual against predicted with residuals (regression)."""
+    from sklearn import metrics
+
+    predicted = model.predict(features)
+    if data.task == "regression":
+        return {
+            "residuals": [
+                {"actual": float(a), "predicted": float(p), "residual": float(a - p)}
+                for a, p in zip(labels, predicted, strict=True)
+            ]
+        }
+    if data.task == "multiclass":
+        pairs = zip(labels, predicted, strict=True)
+        return {"confusion": [{"actual": str(a), "predicted": str(p)} for a, p in pairs]}
+    names = {1: data.positive_class, 0: f"not_{data.positive_class}"}
+    positive = scores(model, features)
+    positive = positive[:, 1] if positive.ndim == 2 else positive
+    fpr, tpr, _ = metrics.roc_curve(labels, positive)
+    precision, recall, _ = metrics.precision_recall_curve(labels, positive)
+    return {
+        "confusion": [
+            {"actual": names[int(a)], "predicted": names[int(p)]} for a, p in zip(labels, predicted, strict=True)
+        ],
+        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)],
+        "precision_recall": [
+            {"recall": float(r), "precision": float(p)} for r, p in zip(recall, precision, strict=True)
+        ],
+    }
