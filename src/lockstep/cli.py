@@ -8,13 +8,14 @@ Each subcommand imports what it needs when it runs, so `lockstep --help` starts 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from lockstep import __version__
 
-PARAMS = Path("params.yaml")
+PARAMS = Path(os.environ.get("LOCKSTEP_PARAMS") or "params.yaml")
 
 
 def _params(args: argparse.Namespace) -> int:

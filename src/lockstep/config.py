@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from lockstep import __version__
 
 PARAMS_FILE = Path("params.yaml")
+PARAMS_ENV = "LOCKSTEP_PARAMS"  # another composed parameters file, e.g. for a one-off run or a test
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -157,8 +158,14 @@ def redact(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
-def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
+def params_file() -> Path:
+    """The parameters file commands and stages read: $LOCKSTEP_PARAMS when set, else params.yaml."""
+    return Path(os.environ.get(PARAMS_ENV) or PARAMS_FILE)
+
+
+def read_params(path: Path | None = None) -> dict[str, Any]:
     """Read params.yaml as a mapping, with an actionable error when it is missing or malformed."""
+    path = path or params_file()
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -189,8 +196,9 @@ def section(params: dict[str, Any], name: str, kind: type[BaseModel], source: Pa
         raise StageError(f"{source}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
 
 
-def load(*names: str, path: Path = PARAMS_FILE) -> tuple[Any, ...]:
+def load(*names: str, path: Path | None = None) -> tuple[Any, ...]:
     """Read params.yaml once and return the typed sections a stage asks for, in order."""
+    path = path or params_file()
     params = read_params(path)
     return tuple(section(params, name, SECTIONS[name], path) for name in names)
 
