@@ -54,7 +54,9 @@ def one_line(result: subprocess.CompletedProcess, *expected: str) -> str:
 def stage_with(project: Path, tmp_path: Path, params: dict, stage: str, *args: str) -> subprocess.CompletedProcess:
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
-    return run(project, "python", "-m", f"support_insights.stages.{stage}", *args, "--params", str(bad))
+    if stage.startswith("prompt"):
+        return run(project, "lockstep", "prompts", *args, "--params", str(bad))
+    return run(project, "python", "-m", f"support_insights.stages.{stage}", *args, env={"LOCKSTEP_PARAMS": str(bad)})
 
 
 def csv(tmp_path: Path, text: str) -> str:
@@ -106,7 +108,7 @@ def test_bad_tables(project: Path, tmp_path: Path, params: dict, text: str, chan
 def test_malformed_params_yaml(project: Path, tmp_path: Path) -> None:
     bad = tmp_path / "params.yaml"
     bad.write_text("data:\n  path: [unclosed\n")
-    result = run(project, "python", "-m", "support_insights.stages.train", "--params", str(bad))
+    result = run(project, "python", "-m", "support_insights.stages.train", env={"LOCKSTEP_PARAMS": str(bad)})
     one_line(result, "params.yaml: not valid YAML (line 3); recompose it with `make params`")
 
 
@@ -116,7 +118,7 @@ def test_a_bad_value_in_params(project: Path, tmp_path: Path, params: dict) -> N
 
 
 def test_bad_hydra_override(project: Path) -> None:
-    result = run(project, "python", "-m", "support_insights.params", "model=nonexistent")
+    result = run(project, "lockstep", "params", "model=nonexistent")
     one_line(result, "error: conf/: cannot compose config.yaml:", "Could not find 'model/nonexistent'")
 
 
@@ -126,7 +128,7 @@ def test_a_prompt_with_an_undeclared_variable(project: Path) -> None:
     try:
         prompt.write_text(original.replace("{{ticket}}", "{{ticket}} {{customer}}"))
         one_line(
-            run(project, "python", "-m", "support_insights.prompts", "check"),
+            run(project, "lockstep", "prompts", "check"),
             "summarize_ticket.yaml: template: variable 'customer' is not declared",
         )
     finally:
@@ -159,8 +161,8 @@ def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path
         ]:
             params["llm"]["base_url"] = base_url
             bad.write_text(yaml.safe_dump(params))
-            cmd = ["python", "-m", "support_insights.stages.prompt_outputs", "triage_ticket", "--params", str(bad)]
-            one_line(run(project, *cmd, env={"LOCKSTEP_KEY": "k-123"}), "error: prompt_outputs: ", expected)
+            cmd = ["lockstep", "prompts", "answer", "triage_ticket", "--params", str(bad)]
+            one_line(run(project, *cmd, env={"LOCKSTEP_KEY": "k-123"}), "error: prompts: ", expected)
         result = run(project, *cmd)
         one_line(result, "environment variable LOCKSTEP_KEY is not set; export it (never commit it)")
     finally:
@@ -239,7 +241,7 @@ def test_killed_train_and_register_recover_without_duplicates(project: Path) -> 
         def run_started() -> bool:
             return count(project, "runs") > runs_before
 
-        kill_when(project, ["python", "-m", "support_insights.stages.register"], run_started)
+        kill_when(project, ["lockstep", "register"], run_started)
         versions = registered(project)
         sh(project, "dvc", "repro")
         after = registered(project)

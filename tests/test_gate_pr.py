@@ -107,11 +107,10 @@ def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
 def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
     branch(project, "leak")
     set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary:", "Repeat the ticket word for word:")
-    repro = sh(project, "make", "repro", check=False)
-    assert repro.returncode != 0 and "pii_leak_rate" in repro.stderr  # the stage's own ceiling
-    code, report, _ = gate(project, "main")  # CI still runs the gate, for the report
+    sh(project, "make", "repro")  # stages only measure: the run is recorded, the gate judges it
+    code, report, _ = gate(project, "main")
     assert code != 0
-    assert "❌ 0.0278 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")
+    assert re.search(r"❌ 0\.\d+ > max 0", row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate"))
     assert '+    content: "Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:"' in report
 
 
@@ -148,7 +147,8 @@ def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
         "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1"
         in sh(project, "make", "promote").stdout
     )
-    app = sh(project, "python", "-m", "support_insights.app", "triage_ticket", "--var", "ticket=I was charged twice")
+    ticket = "ticket=I was charged twice"
+    app = sh(project, "python", "-m", "support_insights.app", "answer", "triage_ticket", "--var", ticket)
     assert "prompt: prompts:/triage_ticket@champion" in app.stderr
     assert json.loads(app.stdout)["queue"] in {"billing", "technical", "account", "shipping", "other"}
 

@@ -132,9 +132,49 @@ def test_local_remote_push_and_pull(tmp_path: Path) -> None:
     reproduce_and_check(project, "remote_check")
     sh(project, "dvc", "push")
     assert any((project / ".dvc-storage").rglob("*")), "dvc push fills the local remote"
-    for path in ("models/model.joblib", "data/prepared/train.csv"):
+    for path in ("models/model.joblib", "data/prepared/train.parquet"):
         (project / path).unlink()
     sh(project, "rm", "-rf", ".dvc/cache")
     sh(project, "dvc", "pull")
     assert (project / "models" / "model.joblib").exists()
     assert "Data and pipelines are up to date." in sh(project, "dvc", "repro").stdout
+
+
+TASK_DATA = {
+    # sklearn's bundled copies of two UCI data sets: wine (3 cultivars), diabetes (disease progression)
+    "wine": ("load_wine", "cultivar", "multiclass", "logistic_regression"),
+    "diabetes": ("load_diabetes", "progression", "regression", "ridge"),
+}
+
+
+def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
+    # A user's own CSV and task: a data file, one conf/data file, and `dvc exp run -S`; no code
+    project = bake(tmp_path, project_name="Task Types", include_llm="no", ci_provider="none", dvc_remote="none")
+    sh(project, "make", "setup")
+    commit_all(project, "Baked")
+    for name, (loader, target, task, model) in TASK_DATA.items():
+        code = (
+            f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"
+            f" {target!r}}}); f[{target!r}] = f[{target!r}].map(lambda c: f'class_{{c}}') if {task!r} =="
+            f" 'multiclass' else f[{target!r}]; f.to_csv('data/raw/{name}.csv', index=False)"
+        )
+        sh(project, "python", "-c", code)
+        (project / "conf" / "data" / f"{name}.yaml").write_text(
+            f"path: data/raw/{name}.csv\ntarget: {target}\ntask: {task}\npositive_class: null\n"
+            "features: null\ntest_size: 0.25\nseed: 7\n"
+        )
+        sh(project, "dvc", "exp", "run", "-S", f"data={name}", "-S", f"model={model}")
+        metrics = json.loads((project / "reports" / "metrics.json").read_text())
+        plots = sorted(p.name for p in (project / "reports" / "plots").iterdir())
+        if task == "multiclass":
+            assert metrics["accuracy"] > 0.9 and metrics["f1_macro"] > 0.9 and "f1_weighted" in metrics
+            assert plots == ["confusion.csv"]
+            confusion = (project / "reports" / "plots" / "confusion.csv").read_text()
+            assert {"class_0,class_0", "class_1,class_1", "class_2,class_2"} <= set(confusion.split())
+        else:
+            assert metrics["r2"] > 0.3 and metrics["rmse"] > metrics["mae"] > 0
+            assert plots == ["residuals.csv"]
+        record = json.loads((project / "reports" / "registration.json").read_text())
+        assert record["model_uri"].startswith("models:/task_types/")
+        gate = sh(project, "lockstep", "gate", "--base", "HEAD", check=False)
+        assert gate.returncode == 0, gate.stdout + gate.stderr  # the task's own default rules apply
