@@ -1,84 +1,125 @@
-"""Stage evaluate: metrics, plot data and the floors that stop the pipeline."""
+"""lockstep.tabular for a project's evaluate stage: quality metrics and plot data for each task type."""
 
+from __future__ import annotations
+
+import hashlib
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.stages import evaluate, prepare, train
+from lockstep.config import DataConfig, ModelConfig, StageError
+from lockstep.io import file_md5, write_csv, write_json
+from lockstep.tabular import build_estimator, features_and_labels, fit, latency, plots, quality, scores
+
+BINARY = DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0)
+MULTICLASS = DataConfig(path="x.csv", target="label", task="multiclass", test_size=0.2, seed=0)
+REGRESSION = DataConfig(path="x.csv", target="price", task="regression", test_size=0.2, seed=0)
+LOGISTIC = ModelConfig(name="lr", estimator="sklearn.linear_model.LogisticRegression")
+RIDGE = ModelConfig(name="ridge", estimator="sklearn.linear_model.Ridge")
 
 
-def test_metrics_and_plots_from_the_stage(params_file: Path, params: dict) -> None:
-    for stage in (prepare, train, evaluate):
-        assert stage.main(["--params", str(params_file)]) == 0
-    metrics = json.loads(Path(params["paths"]["metrics"]).read_text())
+def fitted(frame: pd.DataFrame, data: DataConfig, model: ModelConfig):
+    features, labels = features_and_labels(frame, data)
+    return fit(build_estimator(model), features, labels, model.name), features, labels
+
+
+def test_metrics_and_plots_of_the_pipeline(pipeline, params: dict) -> None:
+    # prepare -> train -> evaluate as a baked project's stages run them, into the files DVC reads
+    metrics = pipeline()
+    assert json.loads(Path(params["paths"]["metrics"]).read_text()) == metrics
     assert {"accuracy", "f1", "roc_auc", "latency_p50_ms", "latency_p95_ms", "model_size_bytes"} <= set(metrics)
     assert 0.5 < metrics["accuracy"] <= 1 and 0.5 < metrics["roc_auc"] <= 1
     assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
     assert metrics["model_size_bytes"] == Path(params["paths"]["model"]).stat().st_size
-    plots = Path(params["paths"]["plots"])
-    confusion = pd.read_csv(plots / "confusion.csv")
+    plots_dir = Path(params["paths"]["plots"])
+    assert sorted(p.name for p in plots_dir.iterdir()) == ["confusion.csv", "precision_recall.csv", "roc.csv"]
+    confusion = pd.read_csv(plots_dir / "confusion.csv")
     assert set(confusion.columns) == {"actual", "predicted"} and set(confusion["actual"]) == {"yes", "not_yes"}
-    roc = pd.read_csv(plots / "roc.csv")
+    assert len(confusion) == 12  # one row per test case
+    roc = pd.read_csv(plots_dir / "roc.csv")
     assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
+    curve = pd.read_csv(plots_dir / "precision_recall.csv")
+    assert list(curve.columns) == ["recall", "precision"] and curve["recall"].between(0, 1).all()
 
 
-def test_broken_limits_are_listed() -> None:
-    metrics = {"accuracy": 0.8, "f1": 0.95, "latency": 7.0, "nan": float("nan")}
-    broken = evaluate.broken_limits(metrics, {"accuracy": 0.9, "f1": 0.9, "auc": 0.5}, {"latency": 5, "nan": 1})
-    assert broken == [
-        "accuracy 0.800 < 0.900",
-        "auc missing from metrics (limit 0.5)",
-        "latency 7.000 > 5.000",
-        "nan nan > 1.000",
-    ]
+def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
+    model, features, labels = fitted(tiny_frame, BINARY, LOGISTIC)
+    result = quality("binary", model, features, labels)
+    assert list(result) == ["accuracy", "precision", "recall", "f1", "roc_auc"]
+    assert all(0.8 < value <= 1 for value in result.values())
+    rows = plots(BINARY, model, features, labels)
+    assert list(rows) == ["confusion", "roc", "precision_recall"]
+    assert len(rows["confusion"]) == 60 and {r["predicted"] for r in rows["confusion"]} == {"yes", "not_yes"}
+    assert set(rows["roc"][0]) == {"fpr", "tpr"} and set(rows["precision_recall"][0]) == {"recall", "precision"}
 
 
-def test_a_floor_fails_the_stage_after_writing_metrics(params_file: Path, params: dict, capsys) -> None:
-    import yaml
+def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
+    model, features, labels = fitted(multiclass_frame, MULTICLASS, LOGISTIC)
+    result = quality("multiclass", model, features, labels)
+    assert list(result) == ["accuracy", "f1_macro", "f1_weighted"]
+    assert all(0.9 < value <= 1 for value in result.values())
+    rows = plots(MULTICLASS, model, features, labels)
+    assert list(rows) == ["confusion"]
+    assert {r["actual"] for r in rows["confusion"]} == {"red", "green", "blue"}
+    assert sum(r["actual"] == r["predicted"] for r in rows["confusion"]) / 90 == pytest.approx(result["accuracy"])
 
-    for stage in (prepare, train):
-        assert stage.main(["--params", str(params_file)]) == 0
-    params["evaluate"]["floors"] = {"accuracy": 1.01}
-    params_file.write_text(yaml.safe_dump(params))
-    assert evaluate.main(["--params", str(params_file)]) == 1
-    assert "metrics under their floors in conf/evaluate: accuracy" in capsys.readouterr().err
-    assert Path(params["paths"]["metrics"]).exists()
+
+def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
+    model, features, labels = fitted(regression_frame, REGRESSION, RIDGE)
+    result = quality("regression", model, features, labels)
+    assert list(result) == ["mae", "rmse", "r2"]
+    assert 0 < result["mae"] <= result["rmse"] < 1 and 0.95 < result["r2"] <= 1
+    rows = plots(REGRESSION, model, features, labels)
+    assert list(rows) == ["residuals"] and len(rows["residuals"]) == 80
+    first = rows["residuals"][0]
+    assert set(first) == {"actual", "predicted", "residual"}
+    assert first["residual"] == pytest.approx(first["actual"] - first["predicted"])
+    assert first["actual"] == pytest.approx(regression_frame["price"].iloc[0])
+
+
+def test_a_worse_model_scores_worse(regression_frame: pd.DataFrame) -> None:
+    # The metrics measure the model, not the data: a model that ignores the features is worse
+    dummy = ModelConfig(name="mean", estimator="sklearn.dummy.DummyRegressor")
+    good = quality("regression", *fitted(regression_frame, REGRESSION, RIDGE))
+    bad = quality("regression", *fitted(regression_frame, REGRESSION, dummy))
+    assert bad["r2"] == pytest.approx(0.0, abs=1e-9) and bad["rmse"] > good["rmse"] and bad["mae"] > good["mae"]
 
 
 @pytest.mark.parametrize("rows", [1, 7])
 def test_latency_percentiles(tiny_frame: pd.DataFrame, rows: int) -> None:
-    model = train.fit(tiny_frame, *_configs())
-    features = tiny_frame.drop(columns=["label"])
-    result = evaluate.latency(model, features, rows=rows)
+    model, features, _ = fitted(tiny_frame, BINARY, LOGISTIC)
+    result = latency(model, features, rows=rows)
     assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"]
 
 
-def _configs():
-    from {{ cookiecutter.package_name }}.config import DataConfig, ModelConfig
-
-    return (
-        DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0),
-        ModelConfig(name="lr", estimator="sklearn.linear_model.LogisticRegression"),
-    )
-
-
 def test_a_model_without_scores_fails_clearly(tiny_frame: pd.DataFrame) -> None:
-    from {{ cookiecutter.package_name }}.config import StageError
-
     class Voter:
         def predict(self, features):
             return [1] * len(features)
 
+    features = tiny_frame.drop(columns=["label"])
     with pytest.raises(StageError, match=r"model Voter has neither predict_proba nor decision_function"):
-        evaluate.quality(Voter(), tiny_frame.drop(columns=["label"]), [1, 0] * 30)
+        quality("binary", Voter(), features, pd.Series([1, 0] * 30))
+    assert list(quality("multiclass", Voter(), features, pd.Series([1, 0] * 30))) == [
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+    ]  # multiclass needs no scores
 
 
 def test_margin_classifiers_are_scored_by_decision_function(tiny_frame: pd.DataFrame) -> None:
-    from {{ cookiecutter.package_name }}.config import DataConfig, ModelConfig
+    model, features, labels = fitted(tiny_frame, BINARY, ModelConfig(name="svm", estimator="sklearn.svm.LinearSVC"))
+    assert scores(model, features).ndim == 1
+    assert quality("binary", model, features, labels)["roc_auc"] > 0.8
+    assert plots(BINARY, model, features, labels)["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
 
-    data = DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0)
-    model = train.fit(tiny_frame, data, ModelConfig(name="svm", estimator="sklearn.svm.LinearSVC"))
-    features, labels = train.features_and_labels(tiny_frame, data)
-    assert evaluate.quality(model, features, labels)["roc_auc"] > 0.8
+
+def test_outputs_are_plain_json_and_csv(tmp_path: Path) -> None:
+    write_json(tmp_path / "m" / "metrics.json", {"accuracy": 0.9, "n": 3})
+    assert (tmp_path / "m" / "metrics.json").read_text() == '{\n  "accuracy": 0.9,\n  "n": 3\n}\n'
+    write_csv(tmp_path / "p.csv", [{"actual": "yes", "predicted": "no"}, {"actual": "no", "predicted": "no"}])
+    assert (tmp_path / "p.csv").read_text() == "actual,predicted\nyes,no\nno,no\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["m", "metrics.json", "p.csv"]  # no temporary files
+    assert file_md5(tmp_path / "p.csv") == hashlib.md5((tmp_path / "p.csv").read_bytes()).hexdigest()

@@ -1,8 +1,11 @@
-"""The CI gate: rules against the base, every edge of a comparison, reports, lock check."""
+"""The CI gate: rules against the base, every edge of a comparison, reports, lock check, GitLab note."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -10,9 +13,13 @@ from typing import ClassVar
 from xml.etree import ElementTree as ET
 
 import pytest
+from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }} import gate
-from {{ cookiecutter.package_name }}.gate import Rule, Value
+from lockstep import cli, gate
+from lockstep.config import StageError
+from lockstep.gate import GatesConfig, Rule, Value
+from lockstep.lock import check_lock, stale_stages
+from lockstep.publish import post_gitlab
 
 ACCURACY = Rule(metric="reports/metrics.json:accuracy", direction="higher", min=0.9, max_regression=0.02)
 LATENCY = Rule(metric="reports/*.json:latency_ms", direction="lower", max=10, max_regression_pct=50)
@@ -24,11 +31,13 @@ def failures(rule: Rule, old: object, new: object, absent: str = "absent") -> li
 
 def test_regressions_within_and_beyond_the_rule() -> None:
     assert failures(ACCURACY, 0.95, 0.94) == []
+    assert failures(ACCURACY, 0.95, 0.93) == []  # exactly the allowed drop
     assert failures(ACCURACY, 0.95, 0.92) == ["regressed by 0.03 > 0.02"]
     assert failures(ACCURACY, 0.95, 0.89) == ["0.89 < min 0.9", "regressed by 0.06 > 0.02"]
     assert failures(ACCURACY, 0.91, 0.99) == []  # improvements always pass
     assert failures(LATENCY, 4.0, 5.9) == []
     assert failures(LATENCY, 4.0, 6.4) == ["regressed by 60% > 50%"]
+    assert failures(LATENCY, 4.0, 11) == ["11 > max 10", "regressed by 175% > 50%"]
     assert failures(LATENCY, 0.0, 0.1) == ["regressed by inf% > 50%"]
 
 
@@ -42,11 +51,13 @@ def test_unreadable_values_fail_unless_the_rule_allows_it() -> None:
         "base value unreadable at base (JSONDecodeError)"
     ]
     assert failures(ACCURACY, 0.95, float("nan")) == ["new value not a number (nan)"]
+    assert failures(ACCURACY, 0.95, float("inf")) == ["new value not a number (inf)"]
     assert failures(ACCURACY, 0.95, "high") == ["new value not a number ('high')"]
     assert failures(ACCURACY, 0.95, True) == ["new value not a number (True)"]
     assert failures(ACCURACY, 0.95, None) == ["new value missing"]
     lenient = ACCURACY.model_copy(update={"on_unreadable": "pass"})
     assert failures(lenient, 0.95, float("nan")) == []
+    assert failures(lenient, None, 0.95, absent="unreadable at base (JSONDecodeError)") == []
 
 
 def test_rules_match_globs_and_name_missing_metrics() -> None:
@@ -61,10 +72,53 @@ def test_rules_match_globs_and_name_missing_metrics() -> None:
         ("reports/b.json:latency_ms", False),
         ("reports/metrics.json:accuracy", False),
     ]
-    assert checks[2].failures == ["new value no such metric in workspace or base"]
+    assert checks[2].failures == ["new value no metric matches this rule in workspace or base"]
 
 
-def test_report_and_junit(tmp_path: Path) -> None:
+def test_a_glob_that_matches_nothing_fails_once() -> None:
+    # A typo in a pattern (or prompts that were all removed) must not turn into zero checks
+    typo = Rule(metric="reports/prompt/*/metrics.json:rouge_l", direction="higher", max_regression=0.05)
+    values = {"reports/prompts/a/metrics.json:rouge_l": (Value.of(0.5), Value.of(0.5))}
+    checks = gate.apply_rules([typo], values)
+    assert len(checks) == 1 and checks[0].metric == typo.metric
+    assert checks[0].failures == ["new value no metric matches this rule in workspace or base"]
+    lenient = typo.model_copy(update={"on_unreadable": "pass"})
+    assert [c.passed for c in gate.apply_rules([lenient], values)] == [True]
+
+
+def test_rules_apply_only_to_their_tasks() -> None:
+    values = {
+        "reports/metrics.json:accuracy": (Value.of(0.95), Value.of(0.5)),
+        "reports/metrics.json:r2": (Value.of(0.8), Value.of(0.79)),
+    }
+    binary = ACCURACY.model_copy(update={"tasks": ["binary", "multiclass"]})
+    r2 = Rule(metric="reports/metrics.json:r2", direction="higher", min=0.3, tasks=["regression"])
+    everywhere = Rule(metric="reports/metrics.json:*", direction="higher")
+    on_binary = gate.apply_rules([binary, r2, everywhere], values, "binary")
+    assert [(c.rule, c.metric) for c in on_binary] == [
+        (binary, "reports/metrics.json:accuracy"),
+        (everywhere, "reports/metrics.json:accuracy"),
+        (everywhere, "reports/metrics.json:r2"),
+    ]
+    assert not on_binary[0].passed
+    on_regression = gate.apply_rules([binary, r2], values, "regression")
+    assert [(c.metric, c.passed) for c in on_regression] == [("reports/metrics.json:r2", True)]
+    assert len(gate.apply_rules([binary, r2], values, None)) == 2  # no task known: every rule applies
+
+
+def test_rules_are_validated() -> None:
+    assert GatesConfig.model_validate({"rules": [{"metric": "m.json:x", "direction": "lower"}]}).rules[0].tasks is None
+    with pytest.raises(ValidationError, match=r"metric"):
+        Rule(metric="accuracy", direction="higher")  # no "<file>:" part
+    with pytest.raises(ValidationError, match=r"tasks"):
+        Rule(metric="m.json:x", direction="higher", tasks=["ranking"])
+    with pytest.raises(ValidationError, match=r"max_regression"):
+        Rule(metric="m.json:x", direction="higher", max_regression=-1)
+    with pytest.raises(ValidationError, match=r"rules"):
+        GatesConfig.model_validate({"rules": []})
+
+
+def test_report_and_junit() -> None:
     values = {
         "reports/metrics.json:accuracy": (Value.of(0.96), Value.of(0.90)),
         "reports/metrics.json:new_metric": (Value(problem="absent"), Value.of(1.5)),
@@ -75,12 +129,19 @@ def test_report_and_junit(tmp_path: Path) -> None:
     assert text.startswith(gate.MARKER)
     assert "❌ **Gate failed**: 1 of 1 checks broken" in text
     assert "| `reports/metrics.json:accuracy` | 0.96 | 0.9 | -0.06 (-6.2%) |" in text
+    assert "higher is better, min 0.9, drop ≤ 0.02 | ❌ regressed by 0.06 > 0.02 |" in text
+    assert "Metrics without a rule" in text
     assert "| `reports/metrics.json:new_metric` | — (absent) | 1.5 | new |" in text
     assert "```diff\n-old\n+new\n```" in text and "### Params changed" in text
+    assert "Base: `main` (merge base `aaaaaaaaaa`) · head `bbbbbbbbbb`" in text
     suite = ET.fromstring(gate.junit(checks))
     assert suite.get("tests") == "1" and suite.get("failures") == "1"
     assert suite.find("testcase/failure").get("message") == "regressed by 0.06 > 0.02"
+    assert suite.find("testcase").get("classname") == "gate.reports/metrics.json"
     assert gate.openmetrics(values) == "reports_metrics_json_accuracy 0.9\nreports_metrics_json_new_metric 1.5\n"
+    unchanged = {name: (new, new) for name, (_, new) in values.items()}
+    passing = gate.report(gate.apply_rules([ACCURACY], unchanged), {}, "main", {"base": "a" * 40, "head": "b" * 40})
+    assert "✅ **Gate passed**: 1 checks against `main`" in passing and "Prompts changed" not in passing
 
 
 def test_stale_lock_ignores_missing_outputs_and_data() -> None:
@@ -90,14 +151,90 @@ def test_stale_lock_ignores_missing_outputs_and_data() -> None:
         {"prepare": [{"changed deps": {"data/raw/x.csv": "deleted"} },
                      {"changed outs": {"data/prepared": "deleted"} }],
          "train": [{"changed deps": {"src/pkg/stages/train.py": "modified"} }],
-         "evaluate": [{"changed params": {"params.yaml": {"evaluate.floors": "modified"} } }],
+         "register": [{"changed params": {"params.yaml": {"toolkit_version": "modified"} } }],
+         "evaluate": [{"changed command": true}],
          "data/raw/x.csv.dvc": [{"changed outs": {"data/raw/x.csv": "not in cache"} }]}
         """
     )
-    assert gate.stale_stages(status) == {
+    assert stale_stages(status) == {
         "train": ["src/pkg/stages/train.py modified"],
-        "evaluate": ["changed params"],
+        "register": ["changed params"],
+        "evaluate": ["changed command"],
     }
+    assert stale_stages({"prompt_outputs@a": ["always changed"]}) == {"prompt_outputs@a": ["always changed"]}
+
+
+def test_check_lock_without_a_lock_file(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert check_lock() == 1
+    assert "dvc.lock: not committed yet; run `make repro` and commit dvc.lock" in capsys.readouterr().err
+
+
+# --- compare: the whole gate against a real Git history, as `lockstep gate` runs it in CI -----------------
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An empty Git + DVC repository as the current directory; returns a git runner."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))  # never find an enclosing repository
+    # The gate runs `dvc` from PATH, as in an activated environment
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)  # no signing or hooks from the machine's configuration
+    for role in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{role}_NAME", "Lockstep Tests")
+        monkeypatch.setenv(f"GIT_{role}_EMAIL", "tests@example.com")
+    monkeypatch.chdir(tmp_path)
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, check=True)
+        return result.stdout.strip()
+
+    git("init", "-q", "-b", "main")
+    return git
+
+
+def test_no_commit_and_unknown_base_are_errors(repo, capsys) -> None:
+    with pytest.raises(StageError, match=r"no commit yet: commit the project first"):
+        gate.resolve_base("main")
+    Path("README").write_text("x")
+    repo("add", "README")
+    repo("commit", "-q", "-m", "first")
+    assert gate.resolve_base("main") == repo("rev-parse", "HEAD")
+    with pytest.raises(StageError, match=r"base 'develop' is not a known revision; fetch it"):
+        gate.resolve_base("develop")
+
+
+def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, save_params, capsys) -> None:
+    subprocess.run(["dvc", "init", "-q"], check=True)
+    Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n")
+    params["gates"]["rules"] = [
+        {"metric": "reports/metrics.json:accuracy", "direction": "higher", "max_regression": 0.02},
+        {"metric": "reports/metrics.json:rmse", "direction": "lower", "tasks": ["regression"]},
+    ]
+    params_file = save_params()
+    metrics = Path("reports/metrics.json")
+    metrics.parent.mkdir()
+    metrics.write_text(json.dumps({"accuracy": 0.95, "latency_ms": 3.0}))
+    repo("add", "-A")
+    repo("commit", "-q", "-m", "base")
+    repo("checkout", "-q", "-b", "feature")
+
+    assert gate.compare("main", params_file, Path("reports/gate")) == 0  # nothing changed yet
+    assert "gate: passed: 1/1 checks" in capsys.readouterr().out
+
+    metrics.write_text(json.dumps({"accuracy": 0.90, "latency_ms": 3.0}))
+    assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1
+    captured = capsys.readouterr()
+    assert "gate: FAIL reports/metrics.json:accuracy: regressed by 0.05 > 0.02" in captured.err
+    assert "gate: failed: 0/1 checks; report reports/gate/report.md" in captured.out
+    report = Path("reports/gate/report.md").read_text()
+    assert "| `reports/metrics.json:accuracy` | 0.95 | 0.9 | -0.05 (-5.3%) |" in report
+    assert "| `reports/metrics.json:latency_ms` | 3 | 3 | +0 (+0.0%) |" in report  # no rule: listed apart
+    assert ET.parse("reports/gate/junit.xml").getroot().get("failures") == "1"
+    assert "reports_metrics_json_accuracy 0.9\n" in Path("reports/gate/metrics.txt").read_text()
+
+    assert cli.main(["gate", "--base", "nowhere", "--params", str(params_file)]) == 2  # cannot compare at all
+    assert "error: gate: base 'nowhere' is not a known revision" in capsys.readouterr().err
 
 
 class Notes(BaseHTTPRequestHandler):
@@ -135,22 +272,26 @@ class Notes(BaseHTTPRequestHandler):
 
 def test_report_is_posted_once_then_updated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     server = HTTPServer(("127.0.0.1", 0), Notes)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
     report = tmp_path / "report.md"
     report.write_text(f"{gate.MARKER}\nGate passed")
     monkeypatch.setenv("CI_API_V4_URL", f"http://127.0.0.1:{server.server_port}/api/v4")
     monkeypatch.setenv("CI_PROJECT_ID", "42")
     monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
     monkeypatch.delenv("GITLAB_NOTE_TOKEN", raising=False)
+    Notes.calls, Notes.existing = [], []
     try:
-        assert gate.post_gitlab(report) == 0 and Notes.calls == []
+        assert post_gitlab(report) == 0 and Notes.calls == []
         assert "set the masked CI/CD variable GITLAB_NOTE_TOKEN" in capsys.readouterr().out
         monkeypatch.setenv("GITLAB_NOTE_TOKEN", "note-token")
-        assert gate.post_gitlab(report) == 0
+        assert post_gitlab(report) == 0
+        assert "gate: report posted on merge request !3" in capsys.readouterr().out
         Notes.existing = [{"id": 5, "body": "unrelated"}, {"id": 9, "body": f"{gate.MARKER} old"}]
-        assert gate.post_gitlab(report) == 0
+        assert post_gitlab(report) == 0
+        assert "gate: report updated on merge request !3" in capsys.readouterr().out
     finally:
         server.shutdown()
+        server.server_close()
     methods = [(method, path.split("?")[0]) for method, path, _ in Notes.calls]
     assert methods == [
         ("GET", "/api/v4/projects/42/merge_requests/3/notes"),
@@ -158,4 +299,19 @@ def test_report_is_posted_once_then_updated(tmp_path: Path, monkeypatch: pytest.
         ("GET", "/api/v4/projects/42/merge_requests/3/notes"),
         ("PUT", "/api/v4/projects/42/merge_requests/3/notes/9"),
     ]
-    assert "Gate+passed" in Notes.calls[1][2] and "note-token" not in capsys.readouterr().out
+    assert "Gate+passed" in Notes.calls[1][2]
+
+
+def test_an_unreachable_gitlab_fails_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = HTTPServer(("127.0.0.1", 0), Notes)
+    port = server.server_port
+    server.server_close()  # nothing listens on this port any more
+    report = tmp_path / "report.md"
+    report.write_text("x")
+    monkeypatch.setenv("CI_API_V4_URL", f"http://127.0.0.1:{port}/api/v4")
+    monkeypatch.setenv("CI_PROJECT_ID", "42")
+    monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
+    monkeypatch.setenv("GITLAB_NOTE_TOKEN", "note-token")
+    with pytest.raises(StageError, match=r"cannot post the merge-request note to http://127.0.0.1:\d+/api") as err:
+        post_gitlab(report)
+    assert "note-token" not in str(err.value)

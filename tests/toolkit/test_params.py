@@ -1,45 +1,77 @@
-"""params.yaml is what DVC's composer makes of conf/, and importing stages stays cheap."""
+"""params.yaml is what DVC's Hydra composer makes of conf/, and `--check` catches a stale one."""
 
-import subprocess
-import sys
+from __future__ import annotations
+
+import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
-from {{ cookiecutter.package_name }} import params
+from lockstep import cli, params
+from lockstep.config import DataConfig, ModelConfig, StageError
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_committed_params_are_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    assert params.compose() == (ROOT / "params.yaml").read_text(encoding="utf-8")
-
-
-def test_every_model_config_composes(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    for config in sorted((ROOT / "conf" / "model").glob("*.yaml")):
-        assert f"name: {config.stem}\n" in params.compose(overrides=[f"model={config.stem}"])
+CONFIG = """\
+defaults:
+  - data: breast_cancer
+  - model: logistic_regression
+  - _self_
+toolkit_version: "0.0.0"
+paths:
+  model: models/model.joblib
+"""
 
 
-def test_check_fails_on_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    (tmp_path / "conf").symlink_to(ROOT / "conf")
-    (tmp_path / "params.yaml").write_text("data: {}\n")
+@pytest.fixture
+def conf(tmp_path: Path, template: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root in tmp_path whose conf/ holds the template's data and model configs."""
+    for group in ("data", "model"):  # Jinja-free; the template's config.yaml is not
+        shutil.copytree(template / "conf" / group, tmp_path / "conf" / group)
+    (tmp_path / "conf" / "config.yaml").write_text(CONFIG, encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    assert params.main(["--check"]) == 1
-    assert "params.yaml is stale with respect to conf/; run `make params`" in capsys.readouterr().err
-    assert params.main([]) == 0
-    assert params.main(["--check"]) == 0
+    return tmp_path / "conf"
 
 
-def test_stage_imports_are_light() -> None:
-    # Importing any stage must not pull in heavy libraries: they load inside the stage body.
-    package = params.__name__.rpartition(".")[0]
-    stages = [f"{package}.stages.{name}" for name in ("prepare", "train", "evaluate", "register")]
-    heavy = ["sklearn", "mlflow", "pandas", "numpy", "dvc", "hydra"]
-    code = (
-        f"import sys, importlib; [importlib.import_module(m) for m in {stages!r}];"
-        f" print(sorted(set({heavy!r}) & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+def test_compose_follows_the_defaults_and_the_overrides(conf: Path) -> None:
+    composed = yaml.safe_load(params.compose())
+    assert list(composed) == ["data", "model", "toolkit_version", "paths"]
+    assert DataConfig.model_validate(composed["data"]).target == "diagnosis"
+    assert composed["model"]["name"] == "logistic_regression"
+    overridden = yaml.safe_load(params.compose(overrides=["model.params.C=0.5", "data.seed=7"]))
+    assert overridden["model"]["params"]["C"] == 0.5 and overridden["data"]["seed"] == 7
+
+
+def test_every_model_config_composes(conf: Path) -> None:
+    for config in sorted((conf / "model").glob("*.yaml")):
+        text = params.compose(overrides=[f"model={config.stem}"])
+        assert f"name: {config.stem}\n" in text
+        ModelConfig.model_validate(yaml.safe_load(text)["model"])
+
+
+def test_compose_errors_are_one_line(conf: Path, tmp_path: Path) -> None:
+    with pytest.raises(StageError, match=r"conf/: cannot compose config.yaml: .*no_such_model"):
+        params.compose(overrides=["model=no_such_model"])
+    with pytest.raises(StageError, match=r"elsewhere/config.yaml: not found; run this in the project's root"):
+        params.compose(tmp_path / "elsewhere")
+
+
+def test_check_fails_on_a_stale_file(conf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "params.yaml").write_text("data: {}\n")
+    assert params.check() == 1
+    err = capsys.readouterr().err
+    assert "error: params.yaml is stale with respect to conf/; run `make params` and commit it" in err
+    assert "-data: {}" in err  # the diff says what differs
+    assert params.write([]) == 0
+    assert params.check() == 0
+    assert (tmp_path / "params.yaml").read_text() == params.compose()
+
+
+def test_the_command_composes_and_checks(conf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "params.yaml").unlink(missing_ok=True)
+    assert cli.main(["params", "--check"]) == 1  # no params.yaml at all is stale too
+    assert cli.main(["params", "model=random_forest"]) == 0
+    assert "params.yaml composed from conf/" in capsys.readouterr().out
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["model"]["name"] == "random_forest"
+    assert cli.main(["params", "--check"]) == 1  # conf/ itself still says logistic_regression
+    assert cli.main(["params"]) == 0
+    assert cli.main(["params", "--check"]) == 0

@@ -1,19 +1,20 @@
-"""Prompts as files: the schema check and its messages, golden sets, rendering, scoring."""
+"""Prompts as files: the schema check and its messages, golden sets, rendering, answering and scoring."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.config import LLMConfig, StageError
-from {{ cookiecutter.package_name }}.prompts import check, load_golden, load_prompt_file
-from {{ cookiecutter.package_name }}.stages import prompt_evaluate
+from lockstep import cli, prompt_eval
+from lockstep.config import LLMConfig, StageError
+from lockstep.prompts import check, load_golden, load_prompt_file
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "prompts" / "summarize_ticket.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}"
+SHIPPED = TEMPLATE / "prompts" / "summarize_ticket.yaml"
 
 
 def write_prompt(tmp_path: Path, **changes: object) -> Path:
@@ -23,23 +24,25 @@ def write_prompt(tmp_path: Path, **changes: object) -> Path:
     return path
 
 
-def test_shipped_prompts_and_golden_sets_pass_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(ROOT)
-    assert check() == []
-    for path in sorted((ROOT / "prompts").glob("*.yaml")):
+def test_shipped_prompts_and_golden_sets_pass_the_check(params_file: Path, params: dict) -> None:
+    assert check(params_file) == []
+    for path in sorted((TEMPLATE / "prompts").glob("*.yaml")):
         prompt = load_prompt_file(path)
-        assert len(load_golden(ROOT / "data" / "golden" / f"{path.stem}.jsonl", prompt)) >= 30
+        assert len(load_golden(TEMPLATE / "data" / "golden" / f"{path.stem}.jsonl", prompt)) >= 30
+    assert sorted(p.stem for p in (TEMPLATE / "prompts").glob("*.yaml")) == params["prompts"]["names"]
 
 
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"temperature": 0}, r"summarize_ticket.yaml: temperature: unknown key; allowed keys are name, description"),
+        ({"model_settings": {"top_k": 5}}, r"model_settings.top_k: unknown key; allowed keys are model, temperature"),
         ({"description": None}, r"summarize_ticket.yaml: description: Input should be a valid string"),
         ({"name": "other_name"}, r"name: 'other_name' must match the file name 'summarize_ticket'"),
         ({"input_variables": []}, r"template: variable 'ticket' is not declared; add it to input_variables"),
         ({"input_variables": ["ticket", "tone"]}, r"input_variables: 'tone' is declared but the template never uses"),
-        ({"model_settings": dict(max_tokens=0)}, r"model_settings.max_tokens: Input should be greater than 0"),
+        ({"model_settings": {"max_tokens": 0}}, r"model_settings.max_tokens: Input should be greater than 0"),
+        ({"template": [{"role": "robot", "content": "x"}]}, r"template"),
     ],
 )
 def test_schema_errors_name_the_file_and_field(tmp_path: Path, changes: dict, message: str) -> None:
@@ -47,24 +50,54 @@ def test_schema_errors_name_the_file_and_field(tmp_path: Path, changes: dict, me
         load_prompt_file(write_prompt(tmp_path, **changes))
 
 
+def test_missing_and_malformed_prompt_files(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match=r"absent.yaml: not found; add the prompt file or remove it from conf/prompts"):
+        load_prompt_file(tmp_path / "absent.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(StageError, match=r"broken.yaml: not valid YAML \(line \d+\)"):
+        load_prompt_file(broken)
+
+
 def test_golden_case_without_a_variable(tmp_path: Path) -> None:
     prompt = load_prompt_file(SHIPPED)
     golden = tmp_path / "g.jsonl"
-    cases = [{"id": "a", "inputs": {"ticket": "x"}, "expected": "y"}, {"id": "b", "inputs": dict(), "expected": "y"}]
+    cases = [{"id": "a", "inputs": {"ticket": "x"}, "expected": "y"}, {"id": "b", "inputs": {}, "expected": "y"}]
     golden.write_text("".join(json.dumps(case) + "\n" for case in cases))
     with pytest.raises(StageError, match=r"g.jsonl:2: inputs: missing variable\(s\) ticket of prompt summarize_ticket"):
         load_golden(golden, prompt)
     golden.write_text("{not json\n")
     with pytest.raises(StageError, match=r"g.jsonl:1: not valid JSON"):
         load_golden(golden, prompt)
+    golden.write_text('\n{"id": "a", "inputs": {"ticket": "x"}}\n')
+    with pytest.raises(StageError, match=r"g.jsonl:2: missing 'expected'"):
+        load_golden(golden, prompt)
+    golden.write_text("\n")
+    with pytest.raises(StageError, match=r"g.jsonl: has no cases; add at least one line"):
+        load_golden(golden, prompt)
+    with pytest.raises(StageError, match=r"absent.jsonl: not found; run `dvc pull` or add a golden set"):
+        load_golden(tmp_path / "absent.jsonl", prompt)
 
 
-def test_check_reports_a_prompt_not_listed_in_conf(tmp_path: Path, params_file: Path, params: dict) -> None:
-    prompts_dir = Path(params["paths"]["prompts"])  # a copy of the project's prompts
+def test_check_reports_a_prompt_not_listed_in_conf(params_file: Path, params: dict) -> None:
+    prompts_dir = Path(params["paths"]["prompts"])  # a copy of the template's prompts
     (prompts_dir / "stray.yaml").write_text((prompts_dir / "summarize_ticket.yaml").read_text())
     problems = check(params_file)
     stray = prompts_dir / "stray.yaml"
     assert problems == [f"{stray}: not listed in conf/prompts names; add 'stray' there or delete the file"]
+
+
+def test_check_reports_every_broken_prompt_and_golden_set(params_file: Path, params: dict) -> None:
+    (Path(params["paths"]["prompts"]) / "triage_ticket.yaml").unlink()
+    (Path(params["paths"]["golden"]) / "summarize_ticket.jsonl").write_text("{broken\n")
+    problems = check(params_file)
+    assert len(problems) == 2
+    golden, prompts = Path(params["paths"]["golden"]), Path(params["paths"]["prompts"])
+    assert problems[0].startswith(f"{golden / 'summarize_ticket.jsonl'}:1: not valid JSON (Expecting property name")
+    assert (
+        problems[1]
+        == f"{prompts / 'triage_ticket.yaml'}: not found; add the prompt file or remove it from conf/prompts names"
+    )
 
 
 def test_rendering_matches_mlflow() -> None:
@@ -78,6 +111,17 @@ def test_rendering_matches_mlflow() -> None:
     assert registry_version.format(ticket="My {parcel} is late") == messages
     with pytest.raises(StageError, match=r"no value for variable\(s\) ticket"):
         prompt.render({})
+    text_prompt = prompt.model_copy(update={"template": "Summarise: {{ ticket }}"})
+    assert text_prompt.render({"ticket": 5}) == [{"role": "user", "content": "Summarise: 5"}]
+
+
+def test_content_hash_covers_what_changes_answers() -> None:
+    prompt = load_prompt_file(SHIPPED)
+    assert prompt.content_hash() == load_prompt_file(SHIPPED).content_hash()
+    assert prompt.model_copy(update={"description": "other"}).content_hash() == prompt.content_hash()
+    hotter = prompt.model_settings.model_copy(update={"temperature": 0.7})
+    assert prompt.model_copy(update={"model_settings": hotter}).content_hash() != prompt.content_hash()
+    assert prompt.model_copy(update={"template": "Summarise {{ticket}}"}).content_hash() != prompt.content_hash()
 
 
 def record(output: str, expected: object, **extra: object) -> dict:
@@ -98,29 +142,80 @@ def test_scoring_on_fixed_answers() -> None:
         ),
         record('{"queue": "billing"}', {"queue": "billing"}),
     ]
-    scores = prompt_evaluate.score_cases(records, banned_phrases=["as an ai language model"])
-    assert scores[0]["rouge_l"] == 1.0
+    scores = prompt_eval.score_cases(records, banned_phrases=["as an ai language model"])
+    assert scores[0]["rouge_l"] == 1.0 and scores[2]["rouge_l"] < 0.3
     assert [s["pii"] for s in scores] == [0, 1, 0, 0, 0]
     assert [s["banned"] for s in scores] == [0, 0, 1, 0, 0]
     assert [s["injection_failed"] for s in scores] == [0, 0, 0, 1, 0]
     assert [s["exact_match"] for s in scores] == [1, 0, 0, 0, 1]
+    assert scores[1]["length_ratio"] == pytest.approx(6 / 4)  # words of the answer / words of the reference
     llm = LLMConfig(backend="openai", model="m", price_per_1k_input_tokens=0.5, price_per_1k_output_tokens=2.0)
-    metrics = prompt_evaluate.aggregate(records, scores, llm)
+    metrics = prompt_eval.aggregate(records, scores, llm)
+    assert metrics["cases"] == 5
     assert metrics["pii_leak_rate"] == 0.2 and metrics["banned_rate"] == 0.2
     assert metrics["injection_failure_rate"] == 1.0 and metrics["exact_match"] == 0.4
     assert metrics["cost_usd"] == pytest.approx(5 * (100 * 0.5 + 10 * 2.0) / 1000)
+    assert metrics["cost_usd_per_case"] == pytest.approx(metrics["cost_usd"] / 5)
     assert metrics["input_tokens"] == 500 and metrics["latency_p95_s"] == 0.5
+    no_injections = prompt_eval.aggregate(records[:1], scores[:1], llm)
+    assert no_injections["injection_failure_rate"] == 0.0
 
 
-def test_gates_fail_the_stage(params_file: Path, params: dict, capsys) -> None:
-    report = Path(params["paths"]["prompt_reports"]) / "summarize_ticket"
-    report.mkdir(parents=True)
+def test_answers_compare_as_structured_or_normalised_text() -> None:
+    assert prompt_eval.as_answer('{"queue": "billing"}') == {"queue": "billing"}
+    assert prompt_eval.as_answer("  Parcel   LOST.") == prompt_eval.as_answer("parcel lost")
+    assert prompt_eval.as_text({"b": 1, "a": 2}) == '{"a": 2, "b": 1}'
+
+
+def test_evaluating_only_measures(params_file: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    # A leaking answer is measured and reported, not refused: its limit is a rule of the gate
     leaked = [record("Card 4111 1111 1111 1111 was charged twice.", "Customer was charged twice.")]
     outputs = Path(params["paths"]["prompt_outputs"]) / "summarize_ticket.jsonl"
     outputs.parent.mkdir(parents=True)
     outputs.write_text("".join(json.dumps(r) + "\n" for r in leaked))
-    assert prompt_evaluate.main(["summarize_ticket", "--params", str(params_file)]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: prompt_evaluate: prompt summarize_ticket breaks its gates in conf/prompts:")
-    assert "pii_leak_rate 1.000 > 0.000" in err and len(err.splitlines()) == 1
-    assert json.loads((report / "metrics.json").read_text())["pii_leak_rate"] == 1.0
+    assert prompt_eval.evaluate("summarize_ticket", params_file) == 0
+    report = Path(params["paths"]["prompt_reports"]) / "summarize_ticket"
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["pii_leak_rate"] == 1.0 and metrics["cases"] == 1
+    cases = pd.read_csv(report / "cases.csv")
+    assert cases["id"].tolist() == ["c"] and cases["pii"].tolist() == [1]
+    assert capsys.readouterr().out.startswith("prompt_evaluate: summarize_ticket: cases=1, rouge_l=")
+
+
+def test_evaluate_needs_the_answers_first(params_file: Path) -> None:
+    with pytest.raises(StageError, match=r"summarize_ticket.jsonl: not found; run the prompt_outputs stage first"):
+        prompt_eval.evaluate("summarize_ticket", params_file)
+
+
+def test_answer_then_evaluate_with_the_commands(workdir, params, save_params, fake_llm, monkeypatch, capsys) -> None:
+    # The two stages of one prompt, `lockstep prompts answer|evaluate NAME`, against an OpenAI-compatible endpoint
+    endpoint = {"backend": "openai", "model": "fake", "base_url": fake_llm.url, "api_key_env": "LOCKSTEP_TEST_KEY"}
+    params["llm"] |= endpoint | {"price_per_1k_input_tokens": 1.0}
+    save_params()
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
+    for name in ("summarize_ticket", "triage_ticket"):
+        assert cli.main(["prompts", "answer", name]) == 0
+        assert cli.main(["prompts", "evaluate", name]) == 0
+    out = capsys.readouterr().out
+    assert "prompt_outputs: triage_ticket: 36 answers -> " in out
+    answers = [json.loads(line) for line in (Path(params["paths"]["prompt_outputs"]) / "triage_ticket.jsonl").open()]
+    golden = [json.loads(line) for line in (Path(params["paths"]["golden"]) / "triage_ticket.jsonl").open()]
+    assert [a["id"] for a in answers] == [g["id"] for g in golden]
+    assert answers[0]["output"] == '{"queue": "other"}' and answers[0]["expected"] == golden[0]["expected"]
+    assert answers[0]["input_tokens"] > 0 and answers[0]["output_tokens"] == 7
+    metrics = json.loads((Path(params["paths"]["prompt_reports"]) / "triage_ticket" / "metrics.json").read_text())
+    share_other = sum(g["expected"] == {"queue": "other"} for g in golden) / len(golden)
+    assert metrics["cases"] == 36 and metrics["exact_match"] == pytest.approx(share_other, abs=1e-4)
+    assert metrics["cost_usd"] == pytest.approx(metrics["input_tokens"] / 1000, abs=1e-6)
+    summary = json.loads((Path(params["paths"]["prompt_reports"]) / "summarize_ticket" / "metrics.json").read_text())
+    assert 0 < summary["rouge_l"] < 1 and summary["pii_leak_rate"] == 0.0
+    assert len(fake_llm.requests) == 72
+
+
+def test_answer_refuses_another_toolkit_version(workdir: Path, params: dict, save_params, capsys) -> None:
+    params["toolkit_version"] = "0.0.1"
+    save_params()
+    assert cli.main(["prompts", "answer", "summarize_ticket"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: prompts: params.yaml: toolkit_version 0.0.1 but lockstep-mlops ")
+    assert len(err.splitlines()) == 1

@@ -1,58 +1,144 @@
-"""Stage register: one version per distinct model, lineage tags, alias, idempotent re-runs."""
+"""`lockstep register` and `lockstep promote`: one version per distinct model, lineage tags, aliases,
+prompts registered beside the model, idempotent re-runs. MLflow runs on a SQLite file in tmp_path."""
+
+from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.stages import evaluate, prepare, register, train
+from lockstep import cli, registry
+from lockstep.config import StageError
+from lockstep.io import file_md5
+
+
+class AboveZero:
+    """A model that is not scikit-learn's: registered as a pyfunc model around its joblib file."""
+
+    def predict(self, features: pd.DataFrame) -> pd.Series:
+        return (features["f1"] > 0).astype(int)
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land under tmp_path/mlruns
-    return uri
-
-
-def test_register_is_idempotent_and_tags_lineage(registry: str, params_file: Path, params: dict) -> None:
+    monkeypatch.chdir(tmp_path)  # artifacts land under tmp_path
+    yield uri
     import mlflow
 
-    for stage in (prepare, train, evaluate, register):
-        assert stage.main(["--params", str(params_file)]) == 0
+    mlflow.set_tracking_uri(None)  # no later test inherits this database
+
+
+def test_register_is_idempotent_and_tags_lineage(
+    tracking: str, pipeline, params_file: Path, params: dict, save_params, capsys
+) -> None:
+    import joblib
+    import mlflow
+
+    pipeline()
+    assert registry.register(params_file) == 0
     record = json.loads(Path(params["paths"]["registration"]).read_text())
+    name = params["register"]["model_name"]
     assert record["version"] == 1 and record["alias"] == "challenger"
-{%- if cookiecutter.include_llm == "yes" %}
-    assert record["prompts"] == {"summarize_ticket": 1, "triage_ticket": 1}
-{%- endif %}
+    assert record["model_uri"] == f"models:/{name}/1"
+    assert record["prompts"] == {"summarize_ticket": 1, "triage_ticket": 1} and record["prompt_alias"] == "challenger"
+    out = capsys.readouterr().out
+    assert f"register: models:/{name}/1 (@challenger) run " in out
+    assert "register: prompts:/triage_ticket/1 (@challenger)" in out
 
     # When register runs again for the same model bytes, no new version appears
-    assert register.main(["--params", str(params_file)]) == 0
-    client = mlflow.MlflowClient(registry)
-    name = params["register"]["model_name"]
+    assert registry.register(params_file) == 0
+    client = mlflow.MlflowClient(tracking)
     assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
+    assert json.loads(Path(params["paths"]["registration"]).read_text()) == record
 
     version = client.get_model_version_by_alias(name, "challenger")
-    assert version.tags["data_md5"] == register.file_md5(Path(params["data"]["path"]))
-    assert version.tags["model_md5"] == record["model_md5"]
-    assert set(version.tags) >= {"git_commit", "params_hash"}
-{%- if cookiecutter.include_llm == "yes" %}
+    assert version.tags["data_md5"] == file_md5(Path(params["data"]["path"]))
+    assert version.tags["model_md5"] == record["model_md5"] == file_md5(Path(params["paths"]["model"]))
+    assert version.tags["params_hash"] == registry.params_hash(params) == record["params_hash"]
+    assert set(version.tags) >= {"git_commit", "git_dirty"}
     assert version.tags["prompt.summarize_ticket"] == "1"
     prompt = mlflow.genai.load_prompt("prompts:/triage_ticket@challenger")
     assert prompt.tags["model_version"] == f"models:/{name}/1"
-{%- endif %}
+    assert prompt.tags["git_commit"] == record["git_commit"]
+    run = client.get_run(record["run_id"])
+    assert run.data.params["model.params.C"] == "1.0" and run.data.metrics["accuracy"] > 0.5
+
     model = mlflow.pyfunc.load_model(f"models:/{name}@challenger")
-    test = pd.read_csv(Path(params["paths"]["prepared"]) / "test.csv").drop(columns=["label"])
+    test = pd.read_parquet(Path(params["paths"]["prepared"]) / "test.parquet").drop(columns=["label"])
     assert set(model.predict(test)) <= {0, 1}
     assert model.metadata.get_input_schema().input_names() == list(test.columns)
 
     # A different model gets a new version and the alias moves to it
     params["model"]["params"]["C"] = 0.01
-    import yaml
-
-    params_file.write_text(yaml.safe_dump(params))
-    assert train.main(["--params", str(params_file)]) == 0
-    assert register.main(["--params", str(params_file)]) == 0
+    save_params()
+    pipeline(("train", "evaluate"))
+    assert registry.register(params_file) == 0
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
+    assert client.get_model_version(name, "2").tags["params_hash"] != version.tags["params_hash"]
+
+    # Promotion moves `champion` to what the record names: model and prompts together
+    assert cli.main(["promote", "--params", str(params_file)]) == 0
+    assert f"promote: @champion -> models:/{name}/2, prompts:/summarize_ticket/1" in capsys.readouterr().out
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
+    assert mlflow.genai.load_prompt("prompts:/summarize_ticket@champion").version == 1
+    champion = registry.load_model(name)
+    assert list(champion.predict(test)) == list(joblib.load(params["paths"]["model"]).predict(test))
+
+    # A model that is not scikit-learn's is registered as a pyfunc model of its joblib file
+    joblib.dump(AboveZero(), params["paths"]["model"])
+    del params["prompts"]  # a project without the prompt track registers the model alone
+    save_params()
+    assert registry.register(params_file) == 0
+    record = json.loads(Path(params["paths"]["registration"]).read_text())
+    assert record["version"] == 3 and "prompts" not in record
+    plain = registry.load_model(name, "challenger")
+    assert list(plain.predict(test)) == list(AboveZero().predict(test))
+
+
+def test_register_refuses_another_toolkit_version(tracking: str, params: dict, save_params, capsys) -> None:
+    params["toolkit_version"] = "0.0.1"
+    params_file = save_params()
+    assert cli.main(["register", "--params", str(params_file)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: register: {params_file}: toolkit_version 0.0.1 but lockstep-mlops ")
+    assert not (Path(tracking.removeprefix("sqlite:///"))).exists()  # refused before touching MLflow
+
+
+def test_an_unreachable_tracking_server_fails_fast_without_its_password(
+    params: dict, params_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("model", "prepared"):  # register hashes these before it calls the server
+        Path(params["paths"][name]).parent.mkdir(parents=True, exist_ok=True)
+    Path(params["paths"]["model"]).write_bytes(b"model")
+    from http.server import HTTPServer
+
+    closed = HTTPServer(("127.0.0.1", 0), None)  # a port nothing listens on once closed
+    port = closed.server_port
+    closed.server_close()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://mlflow:s3cret@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the user's own setting wins over the toolkit's
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StageError) as err:
+        registry.register(params_file)
+    message = str(err.value)
+    assert message.startswith(f"MLflow at http://mlflow:***@127.0.0.1:{port}: ")
+    assert message.endswith("start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db")
+    assert "s3cret" not in message and "\n" not in message
+
+
+def test_promote_needs_a_registration_record(params_file: Path, capsys) -> None:
+    assert cli.main(["promote", "--params", str(params_file)]) == 1
+    assert "registration.json: not found; run the pipeline first (make repro)" in capsys.readouterr().err
+
+
+def test_params_hash_follows_data_and_model_only(params: dict) -> None:
+    before = registry.params_hash(params)
+    assert registry.params_hash({**params, "register": {"alias": "other"}, "paths": {}}) == before
+    assert registry.params_hash({**params, "model": {**params["model"], "scale": False}}) != before
+    reordered = {"model": params["model"], "data": dict(reversed(list(params["data"].items())))}
+    assert registry.params_hash(reordered) == before

@@ -1,0 +1,90 @@
+"""The `lockstep` command: help and version at once, one `error:` line for every bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lockstep
+from lockstep import cli
+
+BIN = Path(sys.executable).parent
+COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "prompts"]
+
+
+def lockstep_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "lockstep"), *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help_lists_every_command() -> None:
+    result = lockstep_cmd("--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: lockstep [-h] [--version] COMMAND ...")
+    for command in COMMANDS:
+        assert f"\n    {command} " in result.stdout or f"\n    {command}\n" in result.stdout
+    sub = lockstep_cmd("prompts", "--help")
+    assert sub.returncode == 0 and "{check,answer,evaluate}" in sub.stdout and "--params PARAMS" in sub.stdout
+
+
+def test_version_with_python_m() -> None:
+    result = subprocess.run([sys.executable, "-m", "lockstep", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"lockstep-mlops {lockstep.__version__}\n"
+
+
+def test_the_command_starts_without_heavy_libraries() -> None:
+    # Pre-commit hooks run `lockstep`: parsing its arguments must not import the ML stack
+    heavy = ["sklearn", "mlflow", "pandas", "numpy", "dvc", "hydra", "openai", "pydantic"]
+    code = (
+        "import sys; from lockstep import cli; cli.parser().parse_args(['gate', '--base', 'main']);"
+        f" print(sorted(set({heavy!r}) & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_a_missing_command_or_choice_is_a_usage_error() -> None:
+    assert lockstep_cmd().returncode == 2
+    result = lockstep_cmd("prompts", "sing")
+    assert result.returncode == 2 and "invalid choice: 'sing'" in result.stderr
+
+
+def test_prompts_answer_without_a_name_fails_in_one_line(tmp_path: Path) -> None:
+    result = lockstep_cmd("prompts", "answer", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "lockstep prompts answer: name a prompt, e.g. `lockstep prompts answer NAME`\n"
+    assert lockstep_cmd("prompts", "evaluate", cwd=tmp_path).stderr.startswith("lockstep prompts evaluate: name a")
+
+
+def test_prompts_check(workdir: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["prompts", "check"]) == 0
+    (Path(params["paths"]["prompts"]) / "triage_ticket.yaml").write_text("name: triage_ticket\n")
+    assert cli.main(["prompts", "check"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert err[0].endswith("triage_ticket.yaml: description: Field required")
+
+
+def test_a_missing_params_file_is_one_error_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    for command in (["register"], ["promote"], ["prompts", "check"], ["prompts", "evaluate", "x"]):
+        assert cli.main(command) == 1
+        err = capsys.readouterr().err
+        assert err == f"error: {command[0]}: params.yaml: not found; compose it from conf/ with `make params`\n"
+    assert cli.main(["gate"]) == 2  # the gate could not compare at all
+    assert "error: gate: params.yaml: not found" in capsys.readouterr().err
+
+
+def test_check_lock_command(tmp_path: Path) -> None:
+    result = lockstep_cmd("check-lock", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == "error: dvc.lock: not committed yet; run `make repro` and commit dvc.lock\n"
+
+
+def test_report_gitlab_outside_a_merge_request(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("GITLAB_NOTE_TOKEN", raising=False)
+    assert cli.main(["report-gitlab", "--out", str(tmp_path)]) == 0
+    assert "gate: not posting the report" in capsys.readouterr().out
