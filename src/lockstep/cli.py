@@ -74,20 +74,21 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"lockstep-mlops {__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def command(name: str, run: Callable[[argparse.Namespace], int], help: str, params: bool = True):
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("--params", type=Path, default=PARAMS, help="composed parameters file (default: params.yaml)")
+        if params:
+            sub.add_argument("--params", type=Path, default=PARAMS, help=f"parameters file (default: {PARAMS})")
         sub.set_defaults(run=run)
         return sub
 
     sub = command("params", _params, "compose params.yaml from conf/ with DVC's Hydra composer")
     sub.add_argument("--check", action="store_true", help="fail when params.yaml is stale instead of writing it")
     sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=random_forest")
-    command("check-lock", _check_lock, "fail when dvc.lock is not what the committed inputs produce")
+    command("check-lock", _check_lock, "fail when dvc.lock is not what the committed inputs produce", params=False)
     sub = command("gate", _gate, "compare metrics with a base revision against the rules in conf/gates")
     sub.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
     sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory for report.md, junit.xml")
-    sub = command("report-gitlab", _report, "post the gate's report.md as the merge request's note")
+    sub = command("report-gitlab", _report, "post the gate's report.md as the merge request's note", params=False)
     sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory holding report.md")
     command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
     sub = command("promote", _promote, "move an alias to the versions in the registration record")

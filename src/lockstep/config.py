@@ -227,11 +227,14 @@ def one_line(text: Any, limit: int = 200) -> str:
 
 
 def run(stage: Callable[[], object], name: str | None = None) -> int:
-    """Run a stage's main(), turning a StageError into one `error:` line and exit status 1."""
+    """Run a stage's main(), turning a StageError into one `error: <stage>:` line and exit status 1."""
     try:
         stage()
     except StageError as exc:
-        label = name or getattr(stage, "__module__", "stage").rpartition(".")[2]
-        print(f"error: {label}: {exc}", file=sys.stderr)
+        module = stage.__module__
+        if module == "__main__":  # run as `python -m <package>.stages.<name>`
+            spec = getattr(sys.modules["__main__"], "__spec__", None)
+            module = spec.name if spec else Path(sys.argv[0]).stem
+        print(f"error: {name or module.rpartition('.')[2]}: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -24,7 +24,11 @@ def post_gitlab(report_path: Path, token_env: str = "GITLAB_NOTE_TOKEN") -> int:
         print(f"gate: not posting the report: set the masked CI/CD variable {token_env} (api scope) in a merge request")
         return 0
     notes_url = "{}/projects/{}/merge_requests/{}/notes".format(*(os.environ[k] for k in needed))
-    body = urllib.parse.urlencode({"body": report_path.read_text(encoding="utf-8")}).encode()
+    try:
+        text = report_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StageError(f"{report_path}: not found; run the gate first (make gate)") from None
+    body = urllib.parse.urlencode({"body": text}).encode()
 
     def call(url: str, method: str, data: bytes | None = None) -> Any:
         request = urllib.request.Request(url, data=data, method=method, headers={"PRIVATE-TOKEN": token})

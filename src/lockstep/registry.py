@@ -72,10 +72,11 @@ def mlflow_client() -> Iterator[Any]:
         uri = tracking_uri()
         # MLflow's message repeats the URI, password and all, in the URL it failed to reach
         detail = exc.message.replace(uri, redact(uri))
-        raise StageError(
-            f"MLflow at {redact(uri)}: {one_line(detail)}; start the server, or unset"
-            " MLFLOW_TRACKING_URI to use the local mlflow.db"
-        ) from None
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            fix = "register it first (make repro / make register), or promote a version (make promote)"
+        else:
+            fix = "start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db"
+        raise StageError(f"MLflow at {redact(uri)}: {one_line(detail)}; {fix}") from None
 
 
 def params_hash(params: dict[str, Any]) -> str:

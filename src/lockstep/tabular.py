@@ -161,6 +161,12 @@ def quality(task: str, model: Any, features: pd.DataFrame, labels: pd.Series) ->
     from sklearn import metrics
 
     predicted = model.predict(features)
+    numbers = np.issubdtype(np.asarray(predicted).dtype, np.floating)
+    if task != "regression" and numbers and not np.all(np.mod(predicted, 1) == 0):
+        raise StageError(
+            f"model {type(model).__name__} predicts numbers, not classes; task {task} needs a classifier"
+            " (conf/model), or set data.task: regression"
+        )
     if task == "regression":
         return {
             "mae": float(metrics.mean_absolute_error(labels, predicted)),
