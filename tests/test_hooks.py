@@ -150,3 +150,43 @@ def test_cruft_creates_checks_and_updates_a_project(tmp_path: Path) -> None:
     assert (project / "README.md").read_text().endswith("A line added upstream.\n")
     status = subprocess.run(["git", "status", "--porcelain"], cwd=project, capture_output=True, text=True).stdout
     assert sorted(line[3:] for line in status.splitlines()) == [".cruft.json", "README.md"]
+
+
+def test_cruft_update_across_the_toolkit_split_keeps_a_local_edit(tmp_path: Path) -> None:
+    # A project baked before the toolkit existed, with an edit of its own, updated to today's template
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    old_gate = "{{cookiecutter.project_slug}}/src/{{cookiecutter.package_name}}/gate.py"
+    shallow = subprocess.run([*git, "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
+    if shallow.stdout.strip() == "true":
+        pytest.skip("a shallow clone has no commit from before the toolkit split")
+    split = subprocess.run(
+        [*git, "rev-list", "-1", "HEAD", "--", old_gate], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    repo = tmp_path / "template"
+    subprocess.run([*git, "clone", "-q", str(ROOT), str(repo)], check=True)
+    out = tmp_path / "out"
+    cruft = [sys.executable, "-m", "cruft"]
+    create = [*cruft, "create", "--no-input", "--checkout", f"{split}^", "--output-dir", str(out), str(repo)]
+    subprocess.run(create, check=True)
+    project = out / "support-insights"
+    assert (project / "src" / "support_insights" / "gate.py").exists()  # the old layout
+    model = project / "conf" / "model" / "logistic_regression.yaml"
+    model.write_text(model.read_text().replace("C: 1.0", "C: 0.5"))  # the team's own edit
+    subprocess.run([*git, "add", "-A"], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Our regularisation"], cwd=project, check=True)
+
+    head = subprocess.run([*git, "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    update = [*cruft, "update", "--skip-apply-ask", "--allow-untracked-files", "--checkout", head]
+    subprocess.run(update, cwd=project, check=True)
+    package = project / "src" / "support_insights"
+    assert not (package / "gate.py").exists() and not (package / "config.py").exists()
+    assert sorted(p.name for p in (package / "stages").glob("*.py")) == [
+        "__init__.py",
+        "evaluate.py",
+        "prepare.py",
+        "train.py",
+    ]
+    assert "lockstep-mlops[llm]==" in (project / "pyproject.toml").read_text()
+    assert "cmd: lockstep register" in (project / "dvc.yaml").read_text()
+    assert "C: 0.5" in model.read_text(), "the team's edit survives the update"
+    assert not list(project.rglob("*.rej")), "every hunk applied"

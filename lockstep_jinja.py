@@ -1,5 +1,9 @@
 """Jinja extensions loaded by cookiecutter.json: literal answers, and where the toolkit comes from.
 
+(Named after the project, not cookiecutter's usual local_extensions.py: `cruft update` renders
+the old and the new template in one process, and Python would keep the first module it imported
+under a shared name.)
+
 Cookiecutter renders every answer as a Jinja template (so that defaults can refer to other
 answers), which breaks a project name or description containing `{{`, `{%` or `{#`. Answers
 that refer to no cookiecutter variable are turned into a literal here, so they bake as typed.
