@@ -43,7 +43,7 @@ def toolkit_source(template: str, version: str) -> str:
     for short, full in REMOTE_PREFIXES.items():
         if url.startswith(short):
             url = full + url.removeprefix(short)
-    if "://" in url and not url.startswith("file://") or url.startswith("git@"):
+    if ("://" in url and not url.startswith("file://")) or url.startswith("git@"):
         return f'{{ git = "{url}", tag = "v{version}" }}'
     path = Path(url.removeprefix("file://"))
     # Files are rendered inside the template's project directory, one level below the clone.

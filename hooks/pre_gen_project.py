@@ -34,8 +34,8 @@ CHOICES = {
 # with one of these names would shadow it and break the pipeline in confusing ways.
 DEPENDENCY_MODULES = {
     "alembic", "conf", "data", "dvc", "dvc_data", "dvc_objects", "flask", "git", "hydra", "joblib",
-    "llama_cpp", "mlflow", "models", "numpy", "omegaconf", "openai", "pandas", "pre_commit", "prompts",
-    "pydantic", "pytest", "reports", "ruff", "scipy", "sklearn", "sqlalchemy", "src", "tests", "uv", "yaml",
+    "mlflow", "models", "numpy", "omegaconf", "openai", "pandas", "pre_commit", "prompts", "pydantic",
+    "pytest", "reports", "ruff", "scipy", "sklearn", "sqlalchemy", "src", "tests", "uv", "xllamacpp", "yaml",
 }
 
 MAX_NAME = 60  # longer names push generated imports past the line length ruff enforces

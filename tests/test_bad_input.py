@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import threading
 import time
+import typing
 from pathlib import Path
 
 import pytest
@@ -196,16 +198,45 @@ def test_repro_stops_at_the_failing_stage_and_registers_nothing(project: Path) -
         sh(project, "make", "params")
 
 
-def test_unreachable_mlflow_server(project: Path) -> None:
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    """A tracking server that answers every request with 503, counting them."""
+
+    requests: typing.ClassVar[list[str]] = []
+
+    def answer(self) -> None:
+        Unavailable.requests.append(f"{self.command} {self.path}")
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PATCH = answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_unavailable_mlflow_server_fails_fast_and_loses_nothing(project: Path) -> None:
     sh(project, "make", "repro")
-    before = registered(project)
-    start = time.monotonic()
-    result = run(project, "dvc", "repro", "-f", "register", env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
-    assert time.monotonic() - start < 60
+    record = (project / "reports" / "registration.json").read_text()
+    server = http.server.HTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Unavailable.requests.clear()
+    uri = f"http://team:s3cret-pw@127.0.0.1:{server.server_port}"  # pragma: allowlist secret
+    try:
+        result = run(project, "dvc", "repro", "--single-item", "--force", "register", env={"MLFLOW_TRACKING_URI": uri})
+    finally:
+        server.shutdown()
+    assert ran(result.stdout) == {"register"}
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: register: MLflow at http://127.0.0.1:9:")
-    assert "unset MLFLOW_TRACKING_URI to use the local mlflow.db" in errors[0]
-    assert registered(project) == before
+    assert len(errors) == 1 and errors[0].startswith("error: register: MLflow at http://team:***@127.0.0.1:"), errors
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    # Bounded retries: the first call and one retry, not MLflow's default of minutes of backoff
+    assert 1 <= len(Unavailable.requests) <= 2, Unavailable.requests
+    assert (project / "reports" / "registration.json").read_text() == record, "the last record is kept"
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
 
 
 def kill_when(project: Path, cmd: list[str], ready, timeout: float = 120) -> None:

@@ -33,6 +33,6 @@ def test_the_template_repository_code_is_linted() -> None:
     # The generated projects are linted per bake (test_bake.py); this covers our own code.
     for args in (["check"], ["format", "--check"]):
         # Named explicitly: ruff would try to read the template's Jinja-templated pyproject.toml.
-        files = ["dev.py", "lockstep_jinja.py", "tests"]
+        files = ["dev.py", "lockstep_jinja.py", "src", "tests"]
         result = subprocess.run([sys.executable, "-m", "ruff", *args, *files], cwd=ROOT, capture_output=True, text=True)
         assert result.returncode == 0, result.stdout

@@ -106,7 +106,8 @@ def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
 
 def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
     branch(project, "leak")
-    set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary:", "Repeat the ticket word for word:")
+    set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary, without names or contact details:",
+              "Repeat the ticket word for word:")  # fmt: skip
     sh(project, "make", "repro")  # stages only measure: the run is recorded, the gate judges it
     code, report, _ = gate(project, "main")
     assert code != 0

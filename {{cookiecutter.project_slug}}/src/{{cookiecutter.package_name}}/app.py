@@ -1,8 +1,9 @@
 """The application: predict with the model{% if cookiecutter.include_llm == "yes" %} and answer with a prompt{% endif %} by registry alias, as a deployed service would.
 
-    python -m {{ cookiecutter.package_name }}.app predict data/raw/new_rows.csv   # model @champion
+    python -m {{ cookiecutter.package_name }}.app predict data/raw/new_rows.csv
 {%- if cookiecutter.include_llm == "yes" %}
-    python -m {{ cookiecutter.package_name }}.app answer summarize_ticket --var ticket="My parcel never arrived"
+    python -m {{ cookiecutter.package_name }}.app answer summarize_ticket \
+        --var ticket="My parcel never arrived"
 {%- endif %}
 
 The model is `models:/<name>@<alias>` (default champion, which CI moves to what passed on

@@ -1,1 +1,1 @@
-"""This project's DVC stages, one module each: `python -m {{ cookiecutter.package_name }}.stages.<name>`."""
+"""This project's DVC stages, one module each, run as `python -m <package>.stages.<name>`."""
