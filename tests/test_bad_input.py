@@ -8,9 +8,11 @@ to a consistent registry.
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -153,12 +155,15 @@ class Garbage(http.server.BaseHTTPRequestHandler):
 def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path: Path, params: dict) -> None:
     server = http.server.HTTPServer(("127.0.0.1", 0), Garbage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    closed = socket.socket()  # bound, never listening: connections to it are refused, and no one else gets it
+    closed.bind(("127.0.0.1", 0))
+    down = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
     params["llm"] |= {"backend": "openai", "model": "m", "api_key_env": "LOCKSTEP_KEY", "max_retries": 0}
     params["paths"]["prompt_reports"] = str(tmp_path / "reports")
     try:
         bad = tmp_path / "params.yaml"
         for base_url, expected in [
-            ("http://127.0.0.1:9/v1", "llm: cannot reach http://127.0.0.1:9/v1; start the server or fix llm.base_url"),
+            (down, f"llm: cannot reach {down}; start the server or fix llm.base_url"),
             (f"http://127.0.0.1:{server.server_port}/v1", "returned something that is not a chat completion"),
         ]:
             params["llm"]["base_url"] = base_url
@@ -169,6 +174,7 @@ def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path
         one_line(result, "environment variable LOCKSTEP_KEY is not set; export it (never commit it)")
     finally:
         server.shutdown()
+        closed.close()
 
 
 # --- The pipeline as a whole: stop at the stage, register nothing, stay consistent ---------
@@ -185,6 +191,7 @@ def registered(project: Path) -> list[tuple[str, int]]:
 def test_repro_stops_at_the_failing_stage_and_registers_nothing(project: Path) -> None:
     conf = project / "conf" / "data" / "breast_cancer.yaml"
     original = conf.read_text()
+    before = registered(project)  # whatever other tests of this module registered already
     try:
         conf.write_text(original.replace("target: diagnosis", "target: diagnosys"))
         result = run(project, "make", "repro")
@@ -192,7 +199,7 @@ def test_repro_stops_at_the_failing_stage_and_registers_nothing(project: Path) -
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert errors == [errors[0]] and "target column 'diagnosys' not found" in errors[0]
         assert "Running stage 'train'" not in result.stdout
-        assert registered(project) == []
+        assert registered(project) == before, "nothing registered from a failed run"
     finally:
         conf.write_text(original)
         sh(project, "make", "params")
@@ -252,7 +259,19 @@ def kill_when(project: Path, cmd: list[str], ready, timeout: float = 120) -> Non
     proc.wait()
 
 
-def test_killed_train_and_register_recover_without_duplicates(project: Path) -> None:
+# Runs a module with os.replace held open: it marks the moment a finished output is about to
+# replace the old one, then waits there to be killed. A stage that writes in place never gets here.
+IN_THE_WRITE_WINDOW = """
+import os, pathlib, runpy, sys, time
+def replace(src, dst):
+    pathlib.Path(sys.argv[1]).write_text(str(src))
+    time.sleep(3600)
+os.replace = replace
+runpy.run_module(sys.argv[2], run_name="__main__", alter_sys=True)
+"""
+
+
+def test_killed_train_and_register_recover_without_duplicates(project: Path, tmp_path: Path) -> None:
     sh(project, "make", "repro")
     conf = project / "conf" / "model" / "logistic_regression.yaml"
     original = conf.read_text()
@@ -261,9 +280,14 @@ def test_killed_train_and_register_recover_without_duplicates(project: Path) -> 
         sh(project, "make", "params")
         model = project / "models" / "model.joblib"
         before = model.read_bytes()
-        # train: killed while it runs, the previous model file is intact (written atomically)
-        kill_when(project, ["python", "-m", "support_insights.stages.train"], lambda: False, timeout=0.8)
-        assert model.read_bytes() == before and not list(model.parent.glob(".*.tmp"))
+        # train: killed inside the write window, with the new model written but not yet in place
+        marker = tmp_path / "about-to-replace"
+        train = ["python", "-c", IN_THE_WRITE_WINDOW, str(marker), "support_insights.stages.train"]
+        kill_when(project, train, marker.exists)
+        assert Path(marker.read_text()).exists(), "the new model was written in full beside the old one"
+        assert model.read_bytes() == before, "the old model is intact"
+        sh(project, "dvc", "repro", "--single-item", "train")
+        assert model.read_bytes() != before and not list(model.parent.glob(".*.tmp")), "re-run: new model, no litter"
 
         # register: killed once its MLflow run exists but before the version is created
         sh(project, "dvc", "repro", "evaluate")
@@ -292,18 +316,51 @@ def count(project: Path, table: str) -> int:
         return 0
 
 
-def test_secrets_never_reach_params_reports_or_the_registry(project: Path, tmp_path: Path) -> None:
+class Answers(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that answers every chat completion, noting the keys it was sent."""
+
+    keys: typing.ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        Answers.keys.append(self.headers.get("Authorization", ""))
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        text = '{"queue": "billing"}' if request.get("response_format") else "The customer asks for a refund."
+        body = json.dumps({
+            "id": "c1", "object": "chat.completion", "created": 0, "model": request["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }).encode()  # fmt: skip
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_secrets_never_reach_params_reports_or_the_registry(project: Path) -> None:
     secret = "sk-test-never-store-me-5f2a"  # pragma: allowlist secret
     assert ".env" in (project / ".gitignore").read_text().split()
-    result = run(project, "dvc", "exp", "run", "-S", "llm=openai", "-S", "llm.base_url=http://127.0.0.1:9/v1",
-                 env={"OPENAI_API_KEY": secret} | GIT_ID)  # fmt: skip
-    assert result.returncode != 0 and secret not in result.stdout + result.stderr
-    for path in [
-        project / "params.yaml",
-        project / "dvc.lock",
-        project / "mlflow.db",
-        *(project / "reports").rglob("*"),
-    ]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Answers.keys.clear()
+    base_url = f"http://127.0.0.1:{server.server_port}/v1"
+    try:  # the whole pipeline, the key set, every prompt answered by the endpoint
+        result = run(project, "dvc", "exp", "run", "-S", "llm=openai", "-S", f"llm.base_url={base_url}",
+                     env={"OPENAI_API_KEY": secret} | GIT_ID)  # fmt: skip
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert {"prompt_outputs@summarize_ticket", "prompt_outputs@triage_ticket", "register"} <= ran(result.stdout)
+    assert Answers.keys and set(Answers.keys) == {f"Bearer {secret}"}, "the key reached the endpoint"
+    assert secret not in result.stdout + result.stderr, "not in the logs"
+    scanned = [project / "params.yaml", project / "dvc.lock", project / "mlflow.db"]
+    for folder in ("reports", "mlruns", "data/prompt_outputs", ".dvc/tmp"):
+        scanned += [p for p in (project / folder).rglob("*") if p.is_file()]
+    assert len(scanned) > 10
+    for path in scanned:
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
     sh(project, "git", "checkout", "-q", "--", "params.yaml")

@@ -94,11 +94,14 @@ def test_a_regressing_param_fails_the_gate(project: Path) -> None:
 
 
 def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
-    # The pull request targets the branch above, not main: the base is the merge base with it.
-    branch(project, "improve", start="regress")
+    # The pull request targets another branch, not main: the base is the merge base with it.
+    branch(project, "weaker")
+    set_param(project, "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.005")
+    commit_run(project, "Stronger regularisation")
+    branch(project, "improve", start="weaker")
     set_param(project, "conf/model/logistic_regression.yaml", "C: 0.005", "C: 1.0")
     commit_run(project, "Back to C=1")
-    code, report, _ = gate(project, "regress")
+    code, report, _ = gate(project, "weaker")
     assert code == 0, report
     assert "✅ **Gate passed**" in report
     assert re.search(r"\| `reports/metrics.json:accuracy` \| 0\.9298 \| 0\.9649 \| \+0\.035", report)

@@ -1,0 +1,27 @@
+"""Atomic writes: whole or nothing, and no litter from a writer that was killed."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lockstep.io import file_md5, write_atomic, write_csv, write_json
+
+
+def test_a_killed_writers_temporary_file_is_cleaned_up(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    litter = tmp_path / f".model.joblib.{dead.stdout.strip()}.tmp"  # that process no longer exists
+    litter.write_bytes(b"half a model")
+    alive = tmp_path / f".model.joblib.{os.getppid()}.tmp"  # a live writer's file is left alone
+    alive.write_bytes(b"being written")
+    write_atomic(tmp_path / "model.joblib", b"model")
+    assert (tmp_path / "model.joblib").read_bytes() == b"model"
+    assert not litter.exists() and alive.exists()
+
+
+def test_json_csv_and_md5(tmp_path: Path) -> None:
+    write_json(tmp_path / "m.json", {"accuracy": 0.5})
+    write_csv(tmp_path / "p.csv", [{"x": 1, "y": 2}, {"x": 3, "y": 4}])
+    assert (tmp_path / "m.json").read_text() == '{\n  "accuracy": 0.5\n}\n'
+    assert (tmp_path / "p.csv").read_text() == "x,y\n1,2\n3,4\n"
+    assert file_md5(tmp_path / "p.csv") == "178ba85707470c41cf680fb37ff99f7f"  # md5 of the bytes, as DVC records
