@@ -50,6 +50,8 @@ def reproduce_and_check(project: Path, package: str) -> dict[str, float]:
     repro = sh(project, "make", "repro")
     for stage in ("prepare", "train", "evaluate", "register"):
         assert f"Running stage '{stage}'" in repro.stdout
+    if (project / ".git").exists():  # the data's .dvc files are as baked: nothing to commit but results
+        assert sh(project, "git", "status", "--porcelain", "--", "*.dvc", ".dvc").stdout == ""
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.9 and metrics["roc_auc"] >= 0.95 and metrics["model_size_bytes"] > 0
     record = json.loads((project / "reports" / "registration.json").read_text())
