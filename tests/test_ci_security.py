@@ -203,7 +203,7 @@ def test_gitlab_ci_keeps_credentials_in_the_default_branch_job(baked, remote: st
 
 
 def test_template_ci_is_clean_under_zizmor_and_actionlint() -> None:
-    zizmor = run(ZIZMOR, "--offline", "--no-progress", ".github/workflows/ci.yml", cwd=ROOT)
+    zizmor = run(ZIZMOR, "--offline", "--no-progress", ".github/workflows/ci.yml", ".github/dependabot.yml", cwd=ROOT)
     assert zizmor.returncode == 0 and "No findings" in zizmor.stdout, zizmor.stdout + zizmor.stderr
     actionlint = run(ACTIONLINT, "-no-color", ".github/workflows/ci.yml", cwd=ROOT)
     assert actionlint.returncode == 0 and not actionlint.stdout, actionlint.stdout
