@@ -26,6 +26,8 @@ RUN_BY_CRUFT = {{ "True" if cookiecutter._commit is defined else "False" }}
 OPTIONAL_PATHS = {
     ".github": CI_PROVIDER in ("github", "both"),
     ".gitlab-ci.yml": CI_PROVIDER in ("gitlab", "both"),
+    "renovate.json": CI_PROVIDER in ("gitlab", "both"),  # GitHub has .github/dependabot.yml
+    "CODEOWNERS": CI_PROVIDER != "none",  # read from the root by GitHub and GitLab alike
     "LICENSE": LICENSE != "Proprietary",
     # The prompt track
     "prompts": INCLUDE_LLM,

@@ -61,8 +61,8 @@ BASE_FILES = {
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
     "tests/conftest.py", "tests/test_params.py", "tests/test_stages.py",
 }  # fmt: skip
-GITHUB_FILES = {".github/workflows/pipeline.yml"}
-GITLAB_FILES = {".gitlab-ci.yml"}
+GITHUB_FILES = {".github/workflows/pipeline.yml", ".github/dependabot.yml", "CODEOWNERS"}
+GITLAB_FILES = {".gitlab-ci.yml", "renovate.json", "CODEOWNERS"}
 LLM_FILES = {
     "prompts/summarize_ticket.yaml", "prompts/triage_ticket.yaml",
     "data/golden/.gitignore", "data/golden/README.md",

@@ -1,0 +1,238 @@
+"""The generated CI cannot be turned against the project: checked offline on every CI x remote bake.
+
+Workflows are audited with zizmor (regular persona) and actionlint, and asserted on once parsed:
+pull-request jobs hold no secret, the job that comments runs no code from the pull request, the
+main job gates before it registers, untrusted values reach scripts only through the environment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, bake
+
+BIN = Path(sys.executable).parent
+ZIZMOR, ACTIONLINT = str(BIN / "zizmor"), str(BIN / "actionlint")
+REMOTES = ["none", "local", "s3", "gcs", "azure"]
+SHA_PIN = re.compile(r"^[^@\s]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$")
+WRITE_SECRETS = re.compile(r"AWS_ACCESS_KEY_ID|AWS_SECRET_ACCESS_KEY|GOOGLE_APPLICATION_CREDENTIALS|AZURE_STORAGE|"
+                           r"GCP_SERVICE_ACCOUNT|MLFLOW_TRACKING_URI|GITLAB_NOTE_TOKEN")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def baked(tmp_path_factory: pytest.TempPathFactory):
+    cache: dict[tuple[str, str], Path] = {}
+
+    def get(ci: str, remote: str) -> Path:
+        if (ci, remote) not in cache:
+            out = tmp_path_factory.mktemp(f"{ci}-{remote}")
+            cache[ci, remote] = bake(out, ci_provider=ci, dvc_remote=remote, init_git="no")
+        return cache[ci, remote]
+
+    return get
+
+
+def run(*cmd: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def audit(path: Path) -> None:
+    """zizmor (offline, regular persona) and actionlint report nothing."""
+    zizmor = run(ZIZMOR, "--offline", "--no-progress", ".", cwd=path)
+    assert zizmor.returncode == 0 and "No findings" in zizmor.stdout, zizmor.stdout + zizmor.stderr
+    workflows = sorted(str(p.relative_to(path)) for p in (path / ".github" / "workflows").glob("*.y*ml"))
+    actionlint = run(ACTIONLINT, "-no-color", *workflows, cwd=path)
+    assert actionlint.returncode == 0 and not actionlint.stdout, actionlint.stdout + actionlint.stderr
+
+
+def steps_text(job: dict) -> str:
+    return json.dumps({k: v for k, v in job.items() if k in ("env", "steps", "with", "container", "services")})
+
+
+def runs(job: dict) -> list[str]:
+    return [step["run"] for step in job["steps"] if "run" in step]
+
+
+GITHUB = list(itertools.product(["github", "both"], REMOTES))
+
+
+@pytest.mark.parametrize(("ci", "remote"), GITHUB, ids=[f"{c}-{r}" for c, r in GITHUB])
+def test_generated_workflow_is_clean_under_zizmor_and_actionlint(baked, ci: str, remote: str) -> None:
+    audit(baked(ci, remote))
+
+
+@pytest.mark.parametrize(("ci", "remote"), GITHUB, ids=[f"{c}-{r}" for c, r in GITHUB])
+def test_generated_workflow_keeps_secrets_out_of_pull_request_jobs(baked, ci: str, remote: str) -> None:
+    project = baked(ci, remote)
+    text = (project / ".github" / "workflows" / "pipeline.yml").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(text)
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"gate", "report", "main"}
+    assert workflow["permissions"] == {}
+    assert "secrets." not in json.dumps(workflow.get("env", {})), "no secret in the workflow-level env"
+    # Pull-request jobs: least privilege, no write secret (read-only DVC_READ_* ones at most)
+    assert jobs["gate"]["permissions"] == {"contents": "read"}
+    assert jobs["report"]["permissions"] == {"pull-requests": "write"}
+    gate_secrets = set(re.findall(r"secrets\.(\w+)", steps_text(jobs["gate"])))
+    assert all(name.startswith("DVC_READ_") for name in gate_secrets), gate_secrets
+    assert "secrets." not in steps_text(jobs["report"])
+    assert not WRITE_SECRETS.search(steps_text(jobs["report"]))
+    for job in ("gate", "report"):
+        assert "environment" not in jobs[job]
+        assert not re.search(r"secrets\.(?!DVC_READ_)", steps_text(jobs[job]))
+    # Write credentials and the registry only in the main job, behind the environment
+    assert jobs["main"]["environment"] == "production"
+    assert jobs["main"]["permissions"] == {"contents": "read"}
+    assert "MLFLOW_TRACKING_URI" in jobs["main"]["env"]
+    if remote in ("s3", "gcs", "azure"):
+        assert len(jobs["main"]["env"]) >= 2 and all("secrets." in v for v in jobs["main"]["env"].values())
+        assert gate_secrets, "the gate job may restore the run-cache with read-only credentials"
+    # Checkout never leaves its token behind; every action is pinned to a commit with its version
+    for job in jobs.values():
+        for step in job["steps"]:
+            if step.get("uses", "").startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+    uses = [line.split("uses:", 1)[1].strip() for line in text.splitlines() if "uses:" in line]
+    assert uses and all(SHA_PIN.match(u) for u in uses), [u for u in uses if not SHA_PIN.match(u)]
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_report_job_runs_no_code_from_the_pull_request(baked, remote: str) -> None:
+    jobs = yaml.safe_load((baked("github", remote) / ".github" / "workflows" / "pipeline.yml").read_text())["jobs"]
+    report = jobs["report"]
+    assert report["needs"] == "gate" and "always()" in report["if"]
+    assert [s["uses"].split("@")[0] for s in report["steps"] if "uses" in s] == ["actions/download-artifact"]
+    script = "\n".join(runs(report))
+    assert not re.search(r"\b(make|pip|uv|python3?|lockstep|dvc|pytest)\b", script), script
+    assert 'gh pr comment "$PR"' in script and "--edit-last --create-if-none" in script
+    assert "GITHUB_STEP_SUMMARY" in script
+    upload = [s for s in jobs["gate"]["steps"] if s.get("uses", "").startswith("actions/upload-artifact@")]
+    assert upload and upload[0]["with"]["name"] == "gate-report" and upload[0]["if"] == "always()"
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_main_job_gates_before_it_registers_and_promotes(baked, remote: str) -> None:
+    jobs = yaml.safe_load((baked("github", remote) / ".github" / "workflows" / "pipeline.yml").read_text())["jobs"]
+    steps = jobs["main"]["steps"]
+    order = [i for i, s in enumerate(steps) if re.search(r"\bmake (gate|register|promote)\b", s.get("run", ""))]
+    called = [re.search(r"\bmake (gate|register|promote)\b", steps[i]["run"]).group(1) for i in order]
+    assert called == ["gate", "register", "promote"]
+    gate = steps[order[0]]
+    assert "continue-on-error" not in gate and "if" not in gate, "a failed gate stops the job before promotion"
+    assert "HEAD~1" in gate["run"]
+
+
+@pytest.mark.parametrize("ci", ["github", "both"])
+def test_untrusted_values_never_reach_a_script_unquoted(baked, ci: str) -> None:
+    workflow = yaml.safe_load((baked(ci, "s3") / ".github" / "workflows" / "pipeline.yml").read_text())
+    for name, job in workflow["jobs"].items():
+        for script in runs(job):
+            assert "${{" not in script, f"{name}: an expression pasted into run: {script}"
+    gate = next(s for s in workflow["jobs"]["gate"]["steps"] if s.get("id") == "gate")
+    assert gate["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert gate["run"].startswith('BASE="origin/$BASE_REF" make gate')
+
+
+def test_zizmor_would_catch_a_branch_name_pasted_into_run(baked, tmp_path: Path) -> None:
+    """The audit is live: the old way of passing the base branch is reported."""
+    project = baked("github", "none")
+    workflow = project / ".github" / "workflows" / "pipeline.yml"
+    bad = tmp_path / "bad" / ".github" / "workflows"
+    bad.mkdir(parents=True)
+    pasted = "make gate BASE=origin/${{ github.base_ref }}"
+    (bad / "pipeline.yml").write_text(workflow.read_text().replace('BASE="origin/$BASE_REF" make gate', pasted))
+    result = run(ZIZMOR, "--offline", "--no-progress", ".", cwd=tmp_path / "bad")
+    assert result.returncode != 0 and "template-injection" in result.stdout, result.stdout
+
+
+def test_a_branch_name_with_shell_metacharacters_reaches_the_gate_as_data(baked, tmp_path: Path) -> None:
+    project = baked("gitlab", "none")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "lockstep").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (fake / "lockstep").chmod(0o755)
+    branch = "origin/x;touch${IFS}pwned`touch${IFS}pwned2`$(touch${IFS}pwned3)"
+    env = {**os.environ, "BASE": branch}
+    result = subprocess.run(["make", "-s", "gate", f"BIN={fake}"], cwd=project, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["gate", "--base", branch]
+    assert not list(project.glob("pwned*"))
+
+
+@pytest.mark.parametrize("remote", REMOTES)
+def test_gitlab_ci_keeps_credentials_in_the_default_branch_job(baked, remote: str) -> None:
+    project = baked("gitlab", remote)
+    text = (project / ".gitlab-ci.yml").read_text(encoding="utf-8")
+    ci = yaml.safe_load(text)
+    assert re.fullmatch(r"python:3\.\d+-bookworm", ci["default"]["image"].split()[0]), "a named image, not a bare tag"
+    for name, value in ci["variables"].items():
+        assert not WRITE_SECRETS.search(f"{name} {value}")
+    mr = ci["merge-request"]
+    script = "\n".join(mr["script"])
+    assert not re.search(r"\$\{?(" + WRITE_SECRETS.pattern + ")", script), "no write credential in the MR job"
+    assert "environment" not in mr
+    for line in mr["script"]:
+        for m in re.finditer(r"\$CI_MERGE_REQUEST_TARGET_BRANCH_NAME", line):
+            before = line[: m.start()]
+            assert before.count('"') % 2 == 1, f"unquoted target branch: {line}"
+    assert 'BASE="origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME" make gate' in script
+    note = ci["merge-request-note"]
+    assert note["needs"] == [{"job": "merge-request", "artifacts": True}]
+    assert note["variables"]["GIT_STRATEGY"] == "none" and note["before_script"] == [] and note["cache"] == []
+    assert note["environment"]["name"] == "merge-request-note"
+    note_script = "\n".join(note["script"])
+    assert not re.search(r"^\s*(make|pip|uv|lockstep|dvc)\s|^\s*(import|from)\s+(lockstep|support)", note_script, re.M)
+    assert "GITLAB_NOTE_TOKEN" in note_script
+    others = {k: v for k, v in ci.items() if k != "merge-request-note"}
+    assert "GITLAB_NOTE_TOKEN" not in json.dumps({k: v for k, v in others.items() if k != "default"})
+    main = ci["main"]
+    assert main["environment"]["name"] == "production"
+    main_script = "\n".join(main["script"])
+    positions = [main_script.find(f"make {t}") for t in ("gate", "register", "promote")]
+    assert -1 not in positions and positions == sorted(positions), "the main job gates before it registers"
+
+
+def test_template_ci_is_clean_under_zizmor_and_actionlint() -> None:
+    zizmor = run(ZIZMOR, "--offline", "--no-progress", ".github/workflows/ci.yml", ".github/dependabot.yml", cwd=ROOT)
+    assert zizmor.returncode == 0 and "No findings" in zizmor.stdout, zizmor.stdout + zizmor.stderr
+    actionlint = run(ACTIONLINT, "-no-color", ".github/workflows/ci.yml", cwd=ROOT)
+    assert actionlint.returncode == 0 and not actionlint.stdout, actionlint.stdout
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab", "both", "none"])
+def test_review_and_update_configuration(baked, ci: str) -> None:
+    project = baked(ci, "s3")
+    hooks = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    exclude = re.compile(hooks["exclude"])
+    assert not exclude.search(".dvc/config"), "the secrets hooks must read .dvc/config"
+    assert exclude.search(".dvc/.gitignore") and exclude.search(".dvc/tmp/x")
+    ids = {h["id"]: h for repo in hooks["repos"] for h in repo["hooks"]}
+    if ci == "none":
+        assert not (project / "CODEOWNERS").exists()
+        return
+    owners = (project / "CODEOWNERS").read_text()
+    rules = dict(line.split() for line in owners.splitlines() if line and not line.startswith("#"))
+    assert {"/conf/gates/", "/policies/", "/dvc.yaml"} <= set(rules)
+    assert set(rules.values()) == {"@support-insights-maintainers"}
+    if ci in ("github", "both"):
+        assert "/.github/" in rules
+        assert ids["zizmor"]["entry"].startswith(".venv/bin/zizmor --offline")
+        assert ids["actionlint"]["entry"] == ".venv/bin/actionlint"
+        dependabot = yaml.safe_load((project / ".github" / "dependabot.yml").read_text())
+        assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions", "pip"}
+    if ci in ("gitlab", "both"):
+        assert "/.gitlab-ci.yml" in rules
+        renovate = json.loads((project / "renovate.json").read_text())
+        assert "gitlabci" in renovate["enabledManagers"]
+    else:
+        assert not (project / "renovate.json").exists()
