@@ -171,3 +171,22 @@ def test_ci_files_call_only_make_targets_that_exist(tmp_path: Path) -> None:
     assert called and called <= targets, called - targets
     expected = {"setup", "pre-commit", "test", "check-params", "check-lock", "repro-ci", "gate", "register", "promote"}
     assert expected <= called
+
+
+def test_a_fresh_bake_pushed_as_is_passes_its_own_ci(project: Path, tmp_path: Path) -> None:
+    # A fresh clone of the baked commit, as a CI runner sees it: no dvc.lock, no data, no remote in reach
+    first = git(project, "rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    clone = tmp_path / "runner"
+    sh(project, "git", "clone", "-q", str(project), str(clone))
+    git(clone, "checkout", "-q", first)
+    (clone / ".venv").symlink_to(project / ".venv")  # the same pinned environment `make setup` builds
+    assert not (clone / "dvc.lock").exists() and not (clone / "data" / "raw" / "breast_cancer.csv").exists()
+    env = project_env(clone)
+    sh(clone, "make", "check-lock", env=env)
+    repro = sh(clone, "make", "repro-ci", env=env)
+    assert "restored data/raw/breast_cancer.csv (the bundled sample" in repro.stdout
+    assert "Running stage 'register'" in repro.stdout
+    result = sh(clone, "make", "gate", "BASE=HEAD", env=env, check=False)
+    report = (clone / "reports" / "gate" / "report.md").read_text()
+    assert result.returncode == 0, report
+    assert "No `dvc.lock` is committed yet: every stage was reproduced from scratch" in report

@@ -69,6 +69,12 @@ def _prompts(args: argparse.Namespace) -> int:
     return (prompt_eval.answer if args.action == "answer" else prompt_eval.evaluate)(args.name, args.params)
 
 
+def _samples(args: argparse.Namespace) -> int:
+    from lockstep.samples import restore
+
+    return restore()
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
     root.add_argument("--version", action="version", version=f"lockstep-mlops {__version__}")
@@ -93,6 +99,8 @@ def parser() -> argparse.ArgumentParser:
     command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
     sub = command("promote", _promote, "move an alias to the versions in the registration record")
     sub.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    sub = command("samples", _samples, "put back missing bundled sample data (md5-checked)", params=False)
+    sub.add_argument("action", choices=["restore"], help="restore: copy each missing bundled sample into place")
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
     sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
     sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")

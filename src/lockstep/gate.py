@@ -199,6 +199,7 @@ def report(
     )
     lines = [MARKER, f"## Lockstep gate: {'failed' if broken else 'passed'}", "", verdict, ""]
     lines += [f"Base: `{base_label}` (merge base `{context['base'][:10]}`) · head `{context['head'][:10]}`", ""]
+    lines += [f"> {context['note']}", ""] if context.get("note") else []
     lines += ["| metric | base | new | change | rule | result |", "| --- | --- | --- | --- | --- | --- |"]
     for c in checks:
         mark = "✅ pass" if c.passed else "❌ " + "; ".join(c.failures)
@@ -254,6 +255,8 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     values = metric_values(base_rev)
     checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(base_rev)}
+    if not git("ls-files", "dvc.lock", check=False):
+        context["note"] = "No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report."
     prompts_dir = params.get("paths", {}).get("prompts")
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)

@@ -12,7 +12,7 @@ import lockstep
 from lockstep import cli
 
 BIN = Path(sys.executable).parent
-COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "prompts"]
+COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "samples", "prompts"]
 
 
 def lockstep_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -80,8 +80,8 @@ def test_a_missing_params_file_is_one_error_line(tmp_path: Path, monkeypatch, ca
 
 def test_check_lock_command(tmp_path: Path) -> None:
     result = lockstep_cmd("check-lock", cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr == "error: dvc.lock: not committed yet; run `make repro` and commit dvc.lock\n"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("dvc.lock: none committed yet")
 
 
 def test_report_gitlab_outside_a_merge_request(tmp_path: Path, monkeypatch, capsys) -> None:
