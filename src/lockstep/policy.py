@@ -53,11 +53,14 @@ REPORT_MARKER = "<!-- lockstep-policy -->"
 def central_modules(tests: bool = False) -> dict[str, str]:
     """The toolkit's own policies (and their tests when asked), by file name."""
     folder = resources.files("lockstep") / "policies"
-    return {
+    modules = {
         f"lockstep/policies/{entry.name}": entry.read_text(encoding="utf-8")
         for entry in sorted(folder.iterdir(), key=lambda e: e.name)
         if entry.name.endswith(".rego") and (tests or not entry.name.endswith("_test.rego"))
     }
+    if not modules:
+        raise StageError(f"{folder}: no central policies in this install of lockstep-mlops; reinstall it")
+    return modules
 
 
 def project_modules(folder: Path = PROJECT_DIR, tests: bool = False) -> dict[str, str]:
