@@ -53,13 +53,14 @@ def combo_id(combo: dict[str, str]) -> str:
 BASE_FILES = {
     ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
     "Makefile", "README.md",
-    "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml",
+    "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml", "conf/policy/default.yaml",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
     "src/{pkg}/__init__.py", "src/{pkg}/app.py", "src/{pkg}/stages/__init__.py",
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
-    "tests/conftest.py", "tests/test_params.py", "tests/test_stages.py",
+    "policies/project.rego", "policies/project_test.rego",
+    "tests/conftest.py", "tests/test_params.py", "tests/test_policies.py", "tests/test_stages.py",
 }  # fmt: skip
 GITHUB_FILES = {".github/workflows/pipeline.yml", ".github/dependabot.yml", "CODEOWNERS"}
 GITLAB_FILES = {".gitlab-ci.yml", "renovate.json", "CODEOWNERS"}

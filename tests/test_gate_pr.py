@@ -147,6 +147,8 @@ def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
 
 def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
     branch(project, "main")
+    sh(project, "make", "gate", "BASE=main")  # promote decides on the gate's checks.json (the policies)
+    assert sh(project, "make", "policy").stdout.startswith("policy: allow (models:/support_insights/1")
     assert (
         "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1"
         in sh(project, "make", "promote").stdout

@@ -1,8 +1,9 @@
 """The `lockstep` command: every generic task of a Lockstep project, run from the project's root.
 
 Each subcommand imports what it needs when it runs, so `lockstep --help` starts at once
-(pre-commit hooks call it). Exit status: 0 done, 1 a check failed or the input is bad (one
-`error:` line says what and how to fix it), 2 the gate could not compare at all.
+(pre-commit hooks call it). Exit status: 0 done, 1 a check failed, a policy denied, or the input
+is bad (one `error:` line says what and how to fix it), 2 the gate could not compare at all,
+3 a promotion is pending a person's review (`lockstep policy eval`, `lockstep promote`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,21 @@ def _register(args: argparse.Namespace) -> int:
 def _promote(args: argparse.Namespace) -> int:
     from lockstep.registry import promote
 
-    return promote(args.alias, args.params)
+    return promote(args.alias, args.params, args.gate_dir, args.policies)
+
+
+def _policy(args: argparse.Namespace) -> int:
+    from lockstep import policy
+
+    if args.action == "test":
+        return policy.test_command(args.policies)
+    return policy.eval_command(args.params, args.gate_dir, args.policies)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from lockstep.policy import approve
+
+    return approve(args.params, args.by, args.version, args.reason)
 
 
 def _prompts(args: argparse.Namespace) -> int:
@@ -97,8 +112,20 @@ def parser() -> argparse.ArgumentParser:
     sub = command("report-gitlab", _report, "post the gate's report.md as the merge request's note", params=False)
     sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory holding report.md")
     command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
-    sub = command("promote", _promote, "move an alias to the versions in the registration record")
+    policies = {"type": Path, "default": Path("policies"), "help": "the project's Rego policies (default: policies)"}
+    gate_dir = {"type": Path, "default": Path("reports/gate"), "help": "the gate's outputs (default: reports/gate)"}
+    sub = command("promote", _promote, "move an alias to the registered versions when the promotion policies allow")
     sub.add_argument("--alias", default="champion", help="alias to move (default: champion)")
+    sub.add_argument("--policies", **policies)
+    sub.add_argument("--gate-dir", **gate_dir)
+    sub = command("policy", _policy, "decide on promotion with the Rego policies (eval), or run their tests (test)")
+    sub.add_argument("action", choices=["eval", "test"], help="eval: exit 0 allow, 1 deny, 3 pending_review")
+    sub.add_argument("--policies", **policies)
+    sub.add_argument("--gate-dir", **gate_dir)
+    sub = command("approve", _approve, "record a person's approval of a model version (registry tags)")
+    sub.add_argument("--by", required=True, help="who approves")
+    sub.add_argument("--version", type=int, help="model version (default: the one in the registration record)")
+    sub.add_argument("--reason", help="why, for the record")
     sub = command("samples", _samples, "put back missing bundled sample data (md5-checked)", params=False)
     sub.add_argument("action", choices=["restore"], help="restore: copy each missing bundled sample into place")
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")

@@ -132,6 +132,22 @@ class PromptsConfig(_Section):
     banned_phrases: list[str] = Field(default_factory=list)
 
 
+class PolicyConfig(_Section):
+    """conf/policy: the settings the promotion policies read (as input.policy); the rules are Rego."""
+
+    data_sources: list[str] = Field(default_factory=lambda: ["data/**"])  # globs of allowed data paths
+    latency_sla_ms: float | None = Field(default=None, gt=0)  # p95 above it: a human decides
+    max_cost_usd_per_case: float | None = Field(default=None, ge=0)  # above it: never promoted
+    approval_required_for: list[Literal["gate_rules", "prompt_safety"]] = Field(
+        default_factory=lambda: ["gate_rules", "prompt_safety"]
+    )
+    review_on_gate_failure: list[str] = Field(default_factory=list)  # metric globs a human may trade off
+    safety_metrics: list[str] = Field(
+        default_factory=lambda: ["pii_leak_rate", "injection_failure_rate", "banned_rate"]
+    )
+    project: dict[str, Any] = Field(default_factory=dict)  # free settings for the project's own rules
+
+
 SECTIONS: dict[str, type[_Section]] = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -139,6 +155,7 @@ SECTIONS: dict[str, type[_Section]] = {
     "register": RegisterConfig,
     "llm": LLMConfig,
     "prompts": PromptsConfig,
+    "policy": PolicyConfig,
 }
 
 

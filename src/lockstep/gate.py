@@ -5,7 +5,8 @@
 `compare` takes the merge base of BASE and HEAD, reads `dvc metrics diff --all --json` and
 `dvc params diff --json` against it, and applies the rules in conf/gates (composed into
 params.yaml). It writes reports/gate/report.md (the pull-request comment), junit.xml (one
-case per rule and metric) and metrics.txt (OpenMetrics, for GitLab), and exits 1 when a rule
+case per rule and metric), metrics.txt (OpenMetrics, for GitLab) and checks.json (every check,
+metric and params change, what the promotion policies read), and exits 1 when a rule
 is broken, 2 when the comparison itself cannot be made. A value that cannot be read fails its
 rule unless the rule says `on_unreadable: pass`: a regression never passes silently.
 """
@@ -25,7 +26,7 @@ from xml.etree import ElementTree as ET
 from pydantic import BaseModel, ConfigDict, Field
 
 from lockstep.config import StageError, Task, flatten, read_params, section
-from lockstep.io import write_atomic
+from lockstep.io import write_atomic, write_json
 from lockstep.vcs import dvc_json, git
 
 OUT_DIR = Path("reports/gate")
@@ -220,8 +221,7 @@ def report(
     return "\n".join(lines)
 
 
-def params_table(base_rev: str) -> str:
-    diff = dvc_json("params", "diff", base_rev)
+def params_table(diff: dict[str, Any]) -> str:
     rows = [
         f"| `{path}:{key}` | `{entry.get('old')}` | `{entry.get('new')}` |"
         for path, params in diff.items()
@@ -248,13 +248,33 @@ def openmetrics(values: dict[str, tuple[Value, Value]]) -> str:
     return "".join(f"{safe[n]} {v.number:g}\n" for n, (_, v) in sorted(values.items()) if v.number is not None)
 
 
+def check_dict(c: Check) -> dict[str, Any]:
+    return {"metric": c.metric, "rule": c.rule.describe(), "passed": c.passed, "old": c.old.number,
+            "new": c.new.number, "failures": c.failures}  # fmt: skip
+
+
+def checks_json(
+    checks: list[Check], values: dict[str, tuple[Value, Value]], params_diff: dict[str, Any], context: dict[str, str]
+) -> dict[str, Any]:
+    """The gate's results as data: what `lockstep policy eval` and `lockstep promote` decide on."""
+    return {
+        "base": context["base"],
+        "head": context["head"],
+        "passed": all(c.passed for c in checks),
+        "checks": [check_dict(c) for c in checks],
+        "metrics": {name: {"old": old.number, "new": new.number} for name, (old, new) in sorted(values.items())},
+        "params_diff": params_diff,
+    }
+
+
 def compare(base: str, params_file: Path, out_dir: Path) -> int:
     params = read_params(params_file)
     gates = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
     values = metric_values(base_rev)
     checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
-    context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(base_rev)}
+    params_diff = dvc_json("params", "diff", base_rev)
+    context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(params_diff)}
     if not git("ls-files", "dvc.lock", check=False):
         context["note"] = "No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report."
     prompts_dir = params.get("paths", {}).get("prompts")
@@ -268,6 +288,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     write_atomic(out_dir / "report.md", text)
     write_atomic(out_dir / "junit.xml", junit(checks))
     write_atomic(out_dir / "metrics.txt", openmetrics(values))
+    write_json(out_dir / "checks.json", checks_json(checks, values, params_diff, context))
     broken = [c for c in checks if not c.passed]
     for c in broken:
         print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)

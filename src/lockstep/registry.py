@@ -1,7 +1,7 @@
 """The MLflow registry: register what the pipeline evaluated, with its lineage; promote; load by alias.
 
     lockstep register        # the register stage of dvc.yaml (make register)
-    lockstep promote         # move `champion` to the versions in reports/registration.json
+    lockstep promote         # move `champion` to the versions in reports/registration.json, if the policies allow
 
 register logs the evaluated model and registers it with tags tying it to the exact code, data
 and parameters (`git_commit`, `git_dirty`, `data_md5`, `params_hash`, `model_md5`), and moves
@@ -240,16 +240,49 @@ def register(params_file: Path = PARAMS_FILE) -> int:
     return 0
 
 
-def promote(alias: str = "champion", params_file: Path = PARAMS_FILE) -> int:
-    """Point alias at every version in the registration record (what the pipeline just evaluated)."""
-    paths = section(read_params(params_file), "paths", PathsConfig, params_file)
-    try:
-        record = json.loads(paths.registration.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StageError(f"{paths.registration}: not found; run the pipeline first (make repro)") from None
+def decision_tags(result: dict[str, Any]) -> dict[str, str]:
+    """What the registry records of a promotion decision, on the model and prompt versions alike."""
+    from lockstep.policy import TAG_LIMIT
+
+    decision = result["decision"]
+    tags = {"decision": decision, "pending_review": str(decision == "pending_review").lower(),
+            "denied": str(decision == "deny").lower()}  # fmt: skip
+    if result["review"]:
+        tags["review.reasons"] = "; ".join(result["review"])[:TAG_LIMIT]
+    if result["deny"]:
+        tags["deny.reasons"] = "; ".join(result["deny"])[:TAG_LIMIT]
+    return tags
+
+
+def promote(
+    alias: str = "champion",
+    params_file: Path = PARAMS_FILE,
+    gate_dir: Path | None = None,
+    policies: Path | None = None,
+) -> int:
+    """Point alias at every version in the registration record, when the promotion policies allow it.
+
+    The decision (lockstep.policy) is recorded on every version as tags; pending_review (exit 3) and
+    deny (exit 1) leave the alias where it is. After `lockstep approve`, promoting again decides again.
+    """
+    from lockstep import policy
+
+    params = read_params(params_file)
+    paths = section(params, "paths", PathsConfig, params_file)
+    record = policy.read_record(paths)
     with mlflow_client() as client:
         import mlflow
 
+        result = policy.decide(client, params, record, gate_dir or policy.GATE_DIR, policies or policy.PROJECT_DIR)
+        tags = decision_tags(result)
+        for key, value in tags.items():
+            client.set_model_version_tag(record["model_name"], str(record["version"]), key, value)
+            for name, version in record.get("prompts", {}).items():
+                mlflow.genai.set_prompt_version_tag(name, int(version), key, value)
+        if result["decision"] != "allow":
+            policy.show(result)
+            print(f"promote: @{alias} not moved: {result['decision']} (tagged on the versions)")
+            return policy.EXIT[result["decision"]]
         client.set_registered_model_alias(record["model_name"], alias, str(record["version"]))
         promoted = [f"models:/{record['model_name']}/{record['version']}"]
         for name, version in record.get("prompts", {}).items():

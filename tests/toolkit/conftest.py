@@ -172,6 +172,35 @@ def save_params(params_file: Path, params: dict[str, Any]) -> Callable[[], Path]
 
 
 @pytest.fixture
+def promotable(params: dict[str, Any], save_params: Callable[[], Path]) -> Callable[..., Path]:
+    """What `lockstep promote` decides on besides the registry, written into the current directory:
+    the gate's reports/gate/checks.json (passing by default), the data's .dvc file and a policy section."""
+    from lockstep.io import file_md5, write_json
+
+    def make(checks: list[dict[str, Any]] | None = None, metrics: dict[str, Any] | None = None) -> Path:
+        data = Path(params["data"]["path"])
+        outs = {"outs": [{"md5": file_md5(data), "size": data.stat().st_size, "path": data.name}]}
+        Path(f"{data}.dvc").write_text(yaml.safe_dump(outs), encoding="utf-8")
+        params["policy"] = {
+            "data_sources": ["*.csv"],
+            "latency_sla_ms": 50,
+            "review_on_gate_failure": ["reports/metrics.json:latency_p95_ms"],
+        }
+        save_params()
+        checks = checks or [
+            {"metric": "reports/metrics.json:accuracy", "rule": "higher is better", "passed": True,
+             "old": 0.9, "new": 0.92, "failures": []},
+        ]  # fmt: skip
+        metrics = metrics or {c["metric"]: {"old": c["old"], "new": c["new"]} for c in checks}
+        gate = {"base": "0" * 40, "head": "1" * 40, "passed": all(c["passed"] for c in checks), "checks": checks,
+                "metrics": metrics, "params_diff": {}}  # fmt: skip
+        write_json(Path("reports/gate/checks.json"), gate)
+        return Path("reports/gate")
+
+    return make
+
+
+@pytest.fixture
 def workdir(tmp_path: Path, params_file: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """tmp_path as the project root: params.yaml there and the current directory."""
     monkeypatch.chdir(tmp_path)

@@ -233,6 +233,13 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     assert "| `reports/metrics.json:latency_ms` | 3 | 3 | +0 (+0.0%) |" in report  # no rule: listed apart
     assert ET.parse("reports/gate/junit.xml").getroot().get("failures") == "1"
     assert "reports_metrics_json_accuracy 0.9\n" in Path("reports/gate/metrics.txt").read_text()
+    results = json.loads(Path("reports/gate/checks.json").read_text())  # what the promotion policies read
+    assert results["passed"] is False and results["params_diff"] == {}
+    assert results["checks"] == [
+        {"metric": "reports/metrics.json:accuracy", "rule": "higher is better, drop ≤ 0.02", "passed": False,
+         "old": 0.95, "new": 0.9, "failures": ["regressed by 0.05 > 0.02"]}
+    ]  # fmt: skip
+    assert results["metrics"]["reports/metrics.json:latency_ms"] == {"old": 3.0, "new": 3.0}
 
     assert cli.main(["gate", "--base", "nowhere", "--params", str(params_file)]) == 2  # cannot compare at all
     assert "error: gate: base 'nowhere' is not a known revision" in capsys.readouterr().err

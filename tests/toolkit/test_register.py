@@ -34,7 +34,7 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_register_is_idempotent_and_tags_lineage(
-    tracking: str, pipeline, params_file: Path, params: dict, save_params, capsys
+    tracking: str, pipeline, params_file: Path, params: dict, save_params, promotable, capsys
 ) -> None:
     import joblib
     import mlflow
@@ -82,6 +82,7 @@ def test_register_is_idempotent_and_tags_lineage(
     assert client.get_model_version(name, "2").tags["params_hash"] != version.tags["params_hash"]
 
     # Promotion moves `champion` to what the record names: model and prompts together
+    promotable()  # a passing gate, DVC-tracked data from an allowed source: the policies allow it
     assert cli.main(["promote", "--params", str(params_file)]) == 0
     assert f"promote: @champion -> models:/{name}/2, prompts:/summarize_ticket/1" in capsys.readouterr().out
     assert int(client.get_model_version_by_alias(name, "champion").version) == 2

@@ -1,0 +1,223 @@
+"""Promotion policies (Rego, evaluated with regopy): allow, deny and pending_review; a project's rules add
+to the central ones and never drop them; `lockstep policy test`; promote, approve, promote again."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockstep import cli, policy, registry
+from lockstep.config import PolicyConfig, StageError
+
+PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "policies"
+
+ACCURACY = {"metric": "reports/metrics.json:accuracy", "rule": "higher is better, min 0.9", "passed": True,
+            "old": 0.95, "new": 0.97, "failures": []}  # fmt: skip
+LATENCY_OK = {"metric": "reports/metrics.json:latency_p95_ms", "rule": "lower is better, max 50", "passed": True,
+              "old": 30.0, "new": 40.0, "failures": []}  # fmt: skip
+LATENCY_SLOW = {**LATENCY_OK, "passed": False, "new": 62.0, "failures": ["62 > max 50"]}
+
+
+def crafted(*checks: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A policy input as `build_input` makes it: a passing gate and DVC-tracked data unless changed."""
+    checks = checks or (ACCURACY, LATENCY_OK)
+    document = {
+        "model": {"name": "m", "version": 4},
+        "gate": {"ran": True, "base": "0" * 40},
+        "checks": list(checks),
+        "metrics": {c["metric"]: {"old": c["old"], "new": c["new"]} for c in checks},
+        "params_diff": {},
+        "lineage": {"data_md5": "abc", "git_commit": "0123abcd", "git_dirty": False},
+        "data": {"path": "data/raw/breast_cancer.csv", "dvc_md5": "abc"},
+        "approval": {},
+        "policy": PolicyConfig(
+            data_sources=["data/raw/*"],
+            latency_sla_ms=50,
+            max_cost_usd_per_case=0.01,
+            review_on_gate_failure=["reports/metrics.json:latency_p95_ms"],
+        ).model_dump(),
+    }
+    for key, value in changes.items():
+        document[key] = value
+    return document
+
+
+def test_allow_deny_and_pending_review_from_crafted_inputs(tmp_path: Path) -> None:
+    none = tmp_path / "no-policies"
+    allowed = policy.evaluate(crafted(), none)
+    assert allowed == {"decision": "allow", "deny": [], "review": [], "approved": False}
+
+    slower = policy.evaluate(crafted(ACCURACY, LATENCY_SLOW), none)
+    assert slower["decision"] == "pending_review" and slower["deny"] == []
+    assert slower["review"] == [
+        "gate: reports/metrics.json:latency_p95_ms: 62 > max 50: a human must decide",
+        "latency_p95_ms 62 > SLA 50: a human must decide",
+    ]
+    approval = {"by": "Ada", "at": "2026-11-26T00:10:00+00:00", "reason": "batch scoring: latency is fine"}
+    assert policy.evaluate(crafted(ACCURACY, LATENCY_SLOW, approval=approval), none)["decision"] == "allow"
+
+    worse = {**ACCURACY, "passed": False, "new": 0.85, "failures": ["0.85 < min 0.9"]}
+    denied = policy.evaluate(crafted(worse, LATENCY_OK, approval=approval), none)  # approval never lifts a deny
+    assert denied["decision"] == "deny"
+    assert denied["deny"] == ["gate: reports/metrics.json:accuracy: 0.85 < min 0.9"]
+
+    foreign = crafted(lineage={"data_md5": "other", "git_commit": "x", "git_dirty": False},
+                      data={"path": "/home/me/export.csv", "dvc_md5": "abc"})  # fmt: skip
+    assert policy.evaluate(foreign, none)["deny"] == [
+        "data source /home/me/export.csv is not on the allow-list (policy.data_sources: data/raw/*)",
+        "registered data_md5 other differs from the DVC-tracked md5 abc of /home/me/export.csv",
+    ]
+    no_gate = crafted(gate={"ran": False, "base": None}, checks=[], metrics={})
+    assert policy.evaluate(no_gate, none)["deny"] == [
+        "no gate results (reports/gate/checks.json): run `lockstep gate` before deciding"
+    ]
+    quoted = {**ACCURACY, "passed": False, "failures": ['new value not a number ("high")']}
+    assert policy.evaluate(crafted(quoted), none)["deny"] == [
+        "gate: reports/metrics.json:accuracy: new value not a number ('high')"  # regopy cannot print quotes
+    ]
+
+    rounds = 20
+    started = time.perf_counter()
+    for _ in range(rounds):
+        policy.evaluate(crafted(ACCURACY, LATENCY_SLOW), PROJECT_POLICIES)
+    print(f"\npolicy decision latency: {1000 * (time.perf_counter() - started) / rounds:.1f} ms (central + project)")
+
+
+def test_a_project_adds_rules_but_cannot_drop_central_ones(tmp_path: Path) -> None:
+    project = tmp_path / "policies"
+    project.mkdir()
+    (project / "lenient.rego").write_text(
+        "package lockstep.project\n\n"
+        "deny := set()\n\n"  # its own deny, empty: the central deny is another rule
+        'decision := {"decision": "allow"}\n\n'
+        'review contains "a person looks at every release" if { input.model.version > 0 }\n'
+    )
+    slow_untracked = crafted(ACCURACY, LATENCY_SLOW, data={"path": "data/raw/a.csv", "dvc_md5": None})
+    decision = policy.evaluate(slow_untracked, project)
+    assert decision["decision"] == "deny"
+    assert "a person looks at every release" in decision["review"]
+    assert any("is not tracked by DVC" in reason for reason in decision["deny"])
+
+    for package in ("lockstep.central", "lockstep", "lockstep.projects"):
+        (project / "lenient.rego").write_text(f'package {package}\n\ndecision := {{"decision": "allow"}}\n')
+        with pytest.raises(StageError, match=rf"package {package}: a project's policies declare `package lockstep"):
+            policy.evaluate(crafted(), project)
+
+
+def test_policy_tests_pass_and_a_broken_one_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    project = tmp_path / "policies"
+    shutil.copytree(PROJECT_POLICIES, project)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["policy", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS policies/project_test.rego: test_a_version_without_a_commit_is_denied" in out
+    central = "lockstep/policies/central_test.rego"
+    assert f"PASS {central}: test_more_accurate_but_slower_than_the_sla_is_pending_review" in out
+
+    broken = (project / "project_test.rego").read_text() + (
+        "\ntest_wrong_expectation if {\n"
+        '\tcount(data.lockstep.project.deny) == 1 with input.lineage as {"git_commit": "abc"}\n}\n'
+    )
+    (project / "project_test.rego").write_text(broken)
+    assert cli.main(["policy", "test", "--policies", "policies"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL policies/project_test.rego: test_wrong_expectation" in out and "policy test: 14/15 passed" in out
+
+    (project / "project_test.rego").write_text(
+        broken + '\ntest_whole_input if {\n\tcount(data.lockstep.project.deny) == 0 with input as {"lineage": {}}\n}\n'
+    )
+    assert cli.main(["policy", "test"]) == 1
+    assert "crashes regopy: set keys, `with input.<key> as ...`" in capsys.readouterr().out
+
+    (project / "project_test.rego").write_text("package lockstep.project_test\n\ntest_x if {\n")
+    assert cli.main(["policy", "test"]) == 1
+    assert "policies/project_test.rego: not valid Rego v1" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    yield uri
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
+
+
+def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
+    tracking: str, pipeline, params: dict, params_file: Path, promotable, capsys
+) -> None:
+    import mlflow
+
+    pipeline()
+    assert registry.register(params_file) == 0
+    name, client = params["register"]["model_name"], mlflow.MlflowClient(tracking)
+    promote = ["promote", "--params", str(params_file)]
+
+    # Data that DVC does not track: denied, tagged, champion untouched
+    params["policy"] = {"data_sources": ["*.csv"]}
+    params_file.write_text(json.dumps(params))
+    Path("reports/gate").mkdir(parents=True)
+    Path("reports/gate/checks.json").write_text(json.dumps({"checks": [ACCURACY], "metrics": {}, "params_diff": {}}))
+    assert cli.main(promote) == 1
+    assert client.get_model_version(name, "1").tags["denied"] == "true"
+    assert "is not tracked by DVC" in client.get_model_version(name, "1").tags["deny.reasons"]
+    capsys.readouterr()
+
+    # More accurate, slower than the SLA: pending_review, with the reasons on every version
+    promotable(checks=[ACCURACY, LATENCY_SLOW])
+    Path("reports/gate/report.md").write_text("<!-- lockstep-gate -->\n## Lockstep gate: failed\n")
+    assert cli.main(promote) == 3
+    out = capsys.readouterr().out
+    assert "policy: pending_review (models:/toolkit_test/1" in out
+    assert "review: latency_p95_ms 62 > SLA 50: a human must decide" in out
+    assert "promote: @champion not moved: pending_review (tagged on the versions)" in out
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(name, "champion")
+    tags = client.get_model_version(name, "1").tags
+    assert tags["pending_review"] == "true" and tags["decision"] == "pending_review" and tags["denied"] == "false"
+    assert "latency_p95_ms 62 > SLA 50: a human must decide" in tags["review.reasons"]
+    prompt = mlflow.genai.load_prompt("prompts:/summarize_ticket/1")
+    assert prompt.tags["pending_review"] == "true"
+    decision = json.loads(Path("reports/gate/decision.json").read_text())
+    assert decision["decision"] == "pending_review" and decision["input"]["data"]["dvc_md5"]
+    report = Path("reports/gate/report.md").read_text()
+    assert "### Promotion policy: `pending_review`" in report and "lockstep approve --version 1" in report
+    assert cli.main(["policy", "eval", "--params", str(params_file)]) == 3
+    print(f"\npromotion decision latency in promote: {decision['latency_ms']} ms")
+
+    # A person approves; promoting again moves champion, and says who approved
+    assert cli.main(["approve", "--params", str(params_file), "--by", "Ada", "--reason", "batch use only"]) == 0
+    assert "approve: models:/toolkit_test/1 approved by Ada at " in capsys.readouterr().out
+    assert cli.main(["policy", "eval", "--params", str(params_file)]) == 0
+    assert cli.main(promote) == 0
+    assert "promote: @champion -> models:/toolkit_test/1, prompts:/summarize_ticket/1" in capsys.readouterr().out
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 1
+    tags = client.get_model_version(name, "1").tags
+    assert tags["pending_review"] == "false" and tags["decision"] == "allow" and tags["approval.by"] == "Ada"
+    assert mlflow.genai.load_prompt("prompts:/summarize_ticket@champion").version == 1
+    decision = json.loads(Path("reports/gate/decision.json").read_text())
+    assert decision["approved"] is True and decision["approval"]["reason"] == "batch use only"
+    assert Path("reports/gate/report.md").read_text().count("### Promotion policy") == 1  # replaced, not appended
+
+    with pytest.raises(StageError, match="--by: name the person"):
+        policy.approve(params_file, " ")
+
+
+def test_approval_times_are_read_as_regopy_reads_them() -> None:
+    assert policy.rfc3339("2026-11-26T00:10:00Z") == "2026-11-26T00:10:00+00:00"  # Z is undefined in regopy
+    assert policy.rfc3339("yesterday") == "yesterday"
+    record = {"model_name": "m", "version": 1, "data_md5": "a", "git_commit": "c", "git_dirty": "true"}
+    params = {"data": {"path": "data/raw/x.csv", "target": "y", "task": "regression", "test_size": 0.2, "seed": 1}}
+    document = policy.build_input(params, record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"})
+    assert document["approval"] == {"by": "Ada", "at": "2026-11-26T00:10:00+00:00"}
+    assert document["lineage"]["git_dirty"] is True and document["gate"] == {"ran": False, "base": None}
+    assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])
