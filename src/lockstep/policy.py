@@ -258,7 +258,7 @@ def show(result: dict[str, Any]) -> None:
 
 def eval_command(params_file: Path, gate_dir: Path = GATE_DIR, folder: Path = PROJECT_DIR) -> int:
     from lockstep.config import read_params
-    from lockstep.registry import mlflow_client
+    from lockstep.tracking import mlflow_client
 
     params = read_params(params_file)
     record = read_record(section(params, "paths", PathsConfig, params_file))
@@ -271,7 +271,7 @@ def eval_command(params_file: Path, gate_dir: Path = GATE_DIR, folder: Path = PR
 def approve(params_file: Path, by: str, version: int | None = None, reason: str | None = None) -> int:
     """Record a person's approval of a model version as registry tags: who, when and why."""
     from lockstep.config import RegisterConfig, read_params
-    from lockstep.registry import mlflow_client
+    from lockstep.tracking import mlflow_client
 
     if not by.strip():
         raise StageError("--by: name the person who approves")

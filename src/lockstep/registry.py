@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,49 +31,16 @@ from lockstep.config import (
     PathsConfig,
     PromptsConfig,
     RegisterConfig,
-    StageError,
     check_toolkit_version,
     flatten,
-    one_line,
     read_params,
-    redact,
     section,
-    tracking_uri,
 )
 from lockstep.io import file_md5, write_json
+from lockstep.tracking import mlflow_client
 
 INPUT_EXAMPLE_ROWS = 5
 LINEAGE_SECTIONS = ("data", "model")  # the parameters that determine the model
-# Bounded retries and timeouts for a tracking server: MLflow's defaults retry for minutes.
-FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
-
-
-@contextmanager
-def mlflow_client() -> Iterator[Any]:
-    """An MlflowClient on the project's tracking URI; MLflow's errors become one StageError line."""
-    for key, value in FAIL_FAST.items():
-        os.environ.setdefault(key, value)  # a user's own setting wins
-    import logging
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    # Keep the output to what a person needs; MLflow's own warnings still show.
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
-    mlflow.set_tracking_uri(tracking_uri())
-    try:
-        yield mlflow.MlflowClient()
-    except MlflowException as exc:
-        uri = tracking_uri()
-        # MLflow's message repeats the URI, password and all, in the URL it failed to reach
-        detail = exc.message.replace(uri, redact(uri))
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            fix = "register it first (make repro / make register), or promote a version (make promote)"
-        else:
-            fix = "start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db"
-        raise StageError(f"MLflow at {redact(uri)}: {one_line(detail)}; {fix}") from None
 
 
 def params_hash(params: dict[str, Any]) -> str:
