@@ -222,3 +222,17 @@ def test_every_template_file_is_committed() -> None:
     ).stdout.split("\n")
     on_disk = {str(p.relative_to(ROOT)) for p in template.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
     assert on_disk <= set(tracked), sorted(on_disk - set(tracked))
+
+
+@pytest.mark.parametrize("include_llm", ["yes", "no"])
+def test_a_toolkit_upgrade_re_runs_exactly_the_toolkits_stages(tmp_path: Path, include_llm: str) -> None:
+    # toolkit_version is a parameter of every stage whose command the toolkit implements, and of no other
+    project = bake(tmp_path, include_llm=include_llm, init_git="no")
+    stages = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        runs_toolkit = body["cmd"].startswith("lockstep ")
+        assert ("toolkit_version" in body.get("params", [])) == runs_toolkit, name
+    assert sum(s.get("do", s)["cmd"].startswith("lockstep ") for s in stages.values()) == (
+        3 if include_llm == "yes" else 1
+    )
