@@ -108,8 +108,12 @@ def parser() -> argparse.ArgumentParser:
     sub = command("platform", _platform, "start or stop MLflow, PostgreSQL and S3 on loopback; print the compose file",
                   params=False)  # fmt: skip
     sub.add_argument("action", choices=["up", "down", "compose"], help="what to do")
-    sub.add_argument("--dir", type=Path, default=Path(".platform"), help="state, logs and env file (default: .platform)")
-    sub.add_argument("--bucket", action="append", default=[], help="an S3 bucket to create (a DVC remote's), repeatable")
+    sub.add_argument(
+        "--dir", type=Path, default=Path(".platform"), help="state, logs and env file (default: .platform)"
+    )
+    sub.add_argument(
+        "--bucket", action="append", default=[], help="an S3 bucket to create (a DVC remote's), repeatable"
+    )
     return root
 
 

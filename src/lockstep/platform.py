@@ -101,9 +101,13 @@ def start_postgres(state: dict[str, Any], logs: Path) -> None:
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
     if not (data / "PG_VERSION").exists():
-        subprocess.run(as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust",
-                                    "-E", "UTF8", "--locale=C"]),  # fmt: skip
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            as_postgres(
+                [str(PG_BIN / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "-E", "UTF8", "--locale=C"]
+            ),
+            check=True,
+            capture_output=True,
+        )
     log = logs / "postgres.log"
     cmd = [str(PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data)]
     runner = spawn(as_postgres(cmd), log)
@@ -111,8 +115,11 @@ def start_postgres(state: dict[str, Any], logs: Path) -> None:
     # The postmaster's own pid (runuser stays as its parent): the one to signal
     state["pids"]["postgres"] = int((data / "postmaster.pid").read_text().split()[0])
     if not state.get("pg_db"):
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow", "mlflow"],
+            check=True,
+            capture_output=True,
+        )
         state["pg_db"] = "mlflow"
 
 
@@ -128,8 +135,13 @@ def start_s3(state: dict[str, Any], logs: Path, buckets: list[str]) -> None:
 def create_buckets(state: dict[str, Any], buckets: list[str]) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{state['s3_port']}", region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip # pragma: allowlist secret
+    client = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{state['s3_port']}",
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )  # pragma: allowlist secret
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in buckets:
         if bucket not in existing:
@@ -191,8 +203,9 @@ def up(root: Path, buckets: list[str]) -> int:
         else:
             (root / STATE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     env = project_env(state)
+    buckets = ", ".join([ARTIFACTS_BUCKET, *state["buckets"]])
     print(f"platform: MLflow {env['MLFLOW_TRACKING_URI']} (PostgreSQL 127.0.0.1:{state['pg_port']}),"
-          f" S3 {env['MLFLOW_S3_ENDPOINT_URL']} (buckets {', '.join([ARTIFACTS_BUCKET, *state['buckets']])})")  # fmt: skip
+          f" S3 {env['MLFLOW_S3_ENDPOINT_URL']} (buckets {buckets})")  # fmt: skip
     print(f"platform: `source {root / 'env'}`, then point the DVC remote at the bucket:"
           f" dvc remote modify --local storage endpointurl {env['MLFLOW_S3_ENDPOINT_URL']}")  # fmt: skip
     return 0
