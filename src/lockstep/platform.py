@@ -37,7 +37,11 @@ from lockstep.config import StageError
 PG_BIN = Path(os.environ.get("LOCKSTEP_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ARTIFACTS_BUCKET = "mlflow"
 # moto accepts any credentials; a project's S3 clients (DVC, boto3) still need some to sign with.
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",  # pragma: allowlist secret
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 SERVERS = ("postgres", "s3", "mlflow")
 STATE = "state.json"
 
@@ -135,13 +139,12 @@ def start_s3(state: dict[str, Any], logs: Path, buckets: list[str]) -> None:
 def create_buckets(state: dict[str, Any], buckets: list[str]) -> None:
     import boto3
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{state['s3_port']}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )  # pragma: allowlist secret
+    endpoint = f"http://127.0.0.1:{state['s3_port']}"
+    keys = {
+        "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+    client = boto3.client("s3", endpoint_url=endpoint, region_name=CREDENTIALS["AWS_DEFAULT_REGION"], **keys)
     existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
     for bucket in buckets:
         if bucket not in existing:
