@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 PYTHON ?= python3
 
-.PHONY: help demo test docs bench
+.PHONY: help demo test docs bench platform-up platform-down
 
 help: ## Show these tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
@@ -18,3 +18,9 @@ docs: ## Build the documentation site (strict)
 
 bench: ## Measure bake -> setup -> repro, no-op repro and stage start-up
 	$(PYTHON) dev.py bench
+
+platform-up: ## Start PostgreSQL, S3 (moto) and MLflow on loopback; `source build/platform/env` to use them
+	$(PYTHON) dev.py platform up
+
+platform-down: ## Stop the servers of platform-up
+	$(PYTHON) dev.py platform down

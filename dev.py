@@ -5,6 +5,7 @@
     python3 dev.py test     run the template's tests (all of them, slow ones included)
     python3 dev.py docs     build the documentation site in strict mode
     python3 dev.py bench    measure bake -> setup -> repro and the no-op/stage start-up times
+    python3 dev.py platform up|down   MLflow on PostgreSQL with S3 (moto) on loopback, in build/platform
 
 The first run creates .venv (with uv, fetched from PyPI when it is not installed) and syncs it
 to uv.lock; later runs reuse it, and uv's cache makes installs fast.
@@ -90,10 +91,16 @@ def bench(args: argparse.Namespace) -> None:
     run(BIN / "python", ROOT / "tests" / "benchmark.py", *args.extra, env=env)
 
 
+def platform(args: argparse.Namespace) -> None:
+    """Start or stop the team platform on loopback (lockstep platform), its state in build/platform."""
+    env = ensure_env()
+    run(BIN / "lockstep", "platform", *args.extra, "--dir", ROOT / "build" / "platform", env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py", description=__doc__.splitlines()[0])
     tasks = parser.add_subparsers(dest="task", required=True)
-    for name, func in (("demo", demo), ("test", test), ("docs", docs), ("bench", bench)):
+    for name, func in (("demo", demo), ("test", test), ("docs", docs), ("bench", bench), ("platform", platform)):
         sub = tasks.add_parser(name, help=func.__doc__ or name, epilog="Other arguments go to the underlying tool.")
         if name == "demo":
             sub.add_argument("--output", default=DEMO_DIR, help="new or empty directory to bake into")

@@ -12,6 +12,15 @@
 4. The prompt track: model load time and seconds per golden case.
 
 Prints a table and writes build/benchmark.json; exits 1 when a target is missed.
+
+    python3 dev.py bench --big-data [--rows N]
+
+Only the data at scale: a generated CSV of 1,000,000 rows and 20 features (373 MiB), the
+prepare, train and evaluate stages of a default bake (include_llm=no) timed one by one against
+a hand-written floor of three plain scripts (pyarrow's CSV reader, Parquet in between, the same
+scaler and logistic regression), and the peak memory (max RSS) of each process, all in the same
+run. Target: each stage within 1.2x of the floor's, and peak memory no higher. Writes
+build/benchmark-big-data.json.
 """
 
 from __future__ import annotations
@@ -74,10 +83,131 @@ def interleaved_medians(runs: int, cmd: list[str], repos: list[Path], env: dict[
     return [statistics.median(s) for s in samples]
 
 
+FEATURES = 20
+# The hand-written floor: what a person would write for the same three steps, no framework.
+FLOOR = {
+    "prepare": """
+import sys, pyarrow.csv, pyarrow.parquet as pq
+from sklearn.model_selection import train_test_split
+frame = pyarrow.csv.read_csv(sys.argv[1]).to_pandas()
+train, test = train_test_split(frame, test_size=0.2, random_state=42, stratify=frame["label"])
+pq.write_table(pyarrow.Table.from_pandas(train, preserve_index=False), "train.parquet")
+pq.write_table(pyarrow.Table.from_pandas(test, preserve_index=False), "test.parquet")
+""",
+    "train": """
+import joblib, pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+train = pd.read_parquet("train.parquet")
+model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=42))
+model.fit(train.drop(columns=["label"]), train["label"])
+joblib.dump(model, "model.joblib")
+""",
+    "evaluate": """
+import json, joblib, pandas as pd
+from sklearn import metrics
+test = pd.read_parquet("test.parquet")
+model = joblib.load("model.joblib")
+x, y = test.drop(columns=["label"]), test["label"] == "yes"
+score = model.predict_proba(x)[:, list(model.classes_).index("yes")]
+predicted = model.predict(x) == "yes"
+result = {"accuracy": metrics.accuracy_score(y, predicted), "f1": metrics.f1_score(y, predicted),
+          "roc_auc": metrics.roc_auc_score(y, score)}
+fpr, tpr, _ = metrics.roc_curve(y, score)
+pd.DataFrame({"fpr": fpr, "tpr": tpr}).to_csv("roc.csv", index=False)
+json.dump(result, open("metrics.json", "w"))
+""",
+}
+MEASURE = (  # run a command, then print the child's peak memory (KiB on Linux) as the last line
+    "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode;"
+    " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
+
+
+def big_csv(path: Path, rows: int) -> None:
+    """rows x 20 float features and a yes/no label that depends on them, written in chunks."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.csv
+
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=FEATURES)
+    names = [f"f{i:02d}" for i in range(FEATURES)]
+    with pyarrow.csv.CSVWriter(path, pa.schema([*((n, pa.float64()) for n in names), ("label", pa.string())])) as out:
+        for start in range(0, rows, 200_000):
+            x = rng.normal(size=(min(200_000, rows - start), FEATURES))
+            label = np.where(x @ weights + rng.normal(scale=2.0, size=len(x)) > 0, "yes", "no")
+            out.write_table(pa.table({**{n: x[:, i] for i, n in enumerate(names)}, "label": label}))
+
+
+def measured(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds and peak memory (MiB) of one command."""
+    start = time.perf_counter()
+    result = subprocess.run([sys.executable, "-c", MEASURE, *cmd], cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        sys.exit(f"error: {' '.join(cmd)} failed in {cwd}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return elapsed, int(result.stdout.split()[-1]) / 1024
+
+
+def big_data(rows: int) -> int:
+    """The 1M-row stages of a default bake (include_llm=no) against the hand-written floor."""
+    with tempfile.TemporaryDirectory(prefix="lockstep-bench-big-") as tmp:
+        work = Path(tmp)
+        env = dict(os.environ, DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
+        csv = work / "big.csv"
+        big_csv(csv, rows)
+        size_mib = csv.stat().st_size / 2**20
+        project = work / "support-insights"
+        timed([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(work), str(ROOT), "include_llm=no"],
+              work, env)  # fmt: skip
+        timed(["make", "setup"], project, env)
+        (project / "data" / "raw" / "big.csv").symlink_to(csv)
+        (project / "conf" / "data" / "big.yaml").write_text(
+            "path: data/raw/big.csv\ntarget: label\ntask: binary\npositive_class: 'yes'\nfeatures: null\n"
+            "test_size: 0.2\nseed: 42\n"
+        )
+        bin_dir = project / ".venv" / "bin"
+        project_env = dict(env, PATH=f"{bin_dir}{os.pathsep}{env['PATH']}")
+        timed([str(bin_dir / "lockstep"), "params", "data=big"], project, project_env)
+        floor_dir = work / "floor"
+        floor_dir.mkdir()
+        python = str(bin_dir / "python")
+        rows_out = []
+        for stage in ("prepare", "train", "evaluate"):
+            # Alternate the two sides so that drift on the machine hits both alike
+            floor_s, floor_mib = measured([python, "-c", FLOOR[stage], str(csv)], floor_dir, project_env)
+            ours_s, ours_mib = measured([python, "-m", f"support_insights.stages.{stage}"], project, project_env)
+            rows_out.append((stage, ours_s, floor_s, ours_mib, floor_mib))
+    print(f"{rows:,} rows x {FEATURES} features, CSV {size_mib:.0f} MiB")
+    print(f"{'stage':10} {'bake (s)':>9} {'floor (s)':>9} {'ratio':>6} {'bake MiB':>9} {'floor MiB':>9}  ok")
+    report: dict[str, float] = {"rows": rows, "csv_mib": size_mib}
+    ok_all = True
+    for stage, ours_s, floor_s, ours_mib, floor_mib in rows_out:
+        ok = ours_s <= 1.2 * floor_s and ours_mib <= floor_mib * 1.05
+        ok_all &= ok
+        print(f"{stage:10} {ours_s:9.2f} {floor_s:9.2f} {ours_s / floor_s:6.2f} {ours_mib:9.0f} {floor_mib:9.0f}"
+              f"  {'yes' if ok else 'NO'}")  # fmt: skip
+        report |= {f"{stage} (s)": ours_s, f"{stage} floor (s)": floor_s,
+                   f"{stage} peak MiB": ours_mib, f"{stage} floor peak MiB": floor_mib}  # fmt: skip
+    total, total_floor = (sum(r[i] for r in rows_out) for i in (1, 2))
+    print(f"{'total':10} {total:9.2f} {total_floor:9.2f} {total / total_floor:6.2f}"
+          f" {max(r[3] for r in rows_out):9.0f} {max(r[4] for r in rows_out):9.0f}")  # fmt: skip
+    out = ROOT / "build" / "benchmark-big-data.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if ok_all else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="repetitions for the median timings")
+    parser.add_argument("--big-data", action="store_true", help="only the 1M-row stages against the floor")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV (--big-data)")
     args = parser.parse_args(argv)
+    if args.big_data:
+        return big_data(args.rows)
 
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-") as tmp:
         work = Path(tmp)

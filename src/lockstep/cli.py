@@ -90,6 +90,15 @@ def _samples(args: argparse.Namespace) -> int:
     return restore()
 
 
+def _platform(args: argparse.Namespace) -> int:
+    from lockstep import platform
+
+    if args.action == "compose":
+        print(platform.compose_file().read_text(encoding="utf-8"), end="")
+        return 0
+    return platform.up(args.dir, args.bucket) if args.action == "up" else platform.down(args.dir)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
     root.add_argument("--version", action="version", version=f"lockstep-mlops {__version__}")
@@ -131,6 +140,15 @@ def parser() -> argparse.ArgumentParser:
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
     sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
     sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")
+    sub = command("platform", _platform, "start or stop MLflow, PostgreSQL and S3 on loopback; print the compose file",
+                  params=False)  # fmt: skip
+    sub.add_argument("action", choices=["up", "down", "compose"], help="what to do")
+    sub.add_argument(
+        "--dir", type=Path, default=Path(".platform"), help="state, logs and env file (default: .platform)"
+    )
+    sub.add_argument(
+        "--bucket", action="append", default=[], help="an S3 bucket to create (a DVC remote's), repeatable"
+    )
     return root
 
 

@@ -129,6 +129,9 @@ class PromptsConfig(_Section):
 
     names: list[str] = Field(min_length=1)
     alias: str = Field(pattern=r"^[A-Za-z_][\w-]*$")
+    # Put before each name in the Prompt Registry, e.g. `support_insights.`: prompt names are
+    # global on a tracking server, so projects sharing one keep their prompts apart with it.
+    registry_prefix: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]*$")
     banned_phrases: list[str] = Field(default_factory=list)
 
 

@@ -171,9 +171,11 @@ def check(params_file: Path = PARAMS_FILE) -> list[str]:
     return problems
 
 
-def load_prompt(name: str, alias: str, prompts_dir: Path = Path("prompts")) -> tuple[Prompt, str]:
-    """The prompt the application should use: `prompts:/name@alias` from the MLflow Prompt Registry,
-    or the reviewed file in Git when no registry is reachable or it has no such alias.
+def load_prompt(
+    name: str, alias: str, prompts_dir: Path = Path("prompts"), registry_prefix: str = ""
+) -> tuple[Prompt, str]:
+    """The prompt the application should use: `prompts:/<prefix>name@alias` from the MLflow Prompt
+    Registry, or the reviewed file in Git when no registry is reachable or it has no such alias.
 
     Returns the prompt and where it came from (the registry URI or the file path).
     """
@@ -184,7 +186,7 @@ def load_prompt(name: str, alias: str, prompts_dir: Path = Path("prompts")) -> t
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    uri = f"prompts:/{name}@{alias}"
+    uri = f"prompts:/{registry_prefix}{name}@{alias}"
     try:
         version = mlflow.genai.load_prompt(uri)
     except Exception:  # unreachable server, no database, unknown alias: all mean "use the file"
@@ -198,19 +200,21 @@ def load_prompt(name: str, alias: str, prompts_dir: Path = Path("prompts")) -> t
     return prompt, uri
 
 
-def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str]) -> int:
-    """Register a prompt in the MLflow Prompt Registry unless its latest version already has this
-    content, point the alias at that version, and return the version number."""
+def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str], registry_name: str | None = None) -> int:
+    """Register a prompt in the MLflow Prompt Registry (as registry_name, by default its own name)
+    unless its latest version already has this content, point the alias at that version, and
+    return the version number."""
     import mlflow
 
+    name = registry_name or prompt.name
     content_hash = prompt.content_hash()
-    latest = mlflow.genai.load_prompt(f"prompts:/{prompt.name}@latest", allow_missing=True)
+    latest = mlflow.genai.load_prompt(f"prompts:/{name}@latest", allow_missing=True)
     if latest is not None and latest.tags.get("content_hash") == content_hash:
         version = latest.version
     else:
         settings = prompt.model_settings.model_dump(exclude_none=True)
         created = mlflow.genai.register_prompt(
-            name=prompt.name,
+            name=name,
             template=prompt.template_for_registry(),
             commit_message=prompt.description,
             tags={**tags, "content_hash": content_hash},
@@ -218,5 +222,5 @@ def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str]) -> int:
             model_config=settings,
         )
         version = created.version
-    mlflow.genai.set_prompt_alias(prompt.name, alias=alias, version=int(version))
+    mlflow.genai.set_prompt_alias(name, alias=alias, version=int(version))
     return int(version)

@@ -175,8 +175,12 @@ def register_prompts(client: Any, prompts: PromptsConfig, paths: PathsConfig, re
     from lockstep.prompts import load_prompt_file, register_prompt
 
     tags = {"git_commit": record["git_commit"], "git_dirty": record["git_dirty"]}
+    # Keyed by the name in the registry: promote and the registration record use it as is
     versions = {
-        name: register_prompt(load_prompt_file(paths.prompt_file(name)), prompts.alias, tags) for name in prompts.names
+        prompts.registry_prefix + name: register_prompt(
+            load_prompt_file(paths.prompt_file(name)), prompts.alias, tags, prompts.registry_prefix + name
+        )
+        for name in prompts.names
     }
     for name, version in versions.items():
         client.set_model_version_tag(record["model_name"], str(record["version"]), f"prompt.{name}", str(version))

@@ -12,7 +12,8 @@ import lockstep
 from lockstep import cli
 
 BIN = Path(sys.executable).parent
-COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "samples", "prompts"]
+COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "policy", "approve", "samples"]
+COMMANDS += ["platform", "prompts"]
 
 
 def lockstep_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -37,8 +37,8 @@ def predict(csv: str, alias: str) -> list:
 
 def answer(name: str, variables: dict[str, str], alias: str) -> tuple[str, str]:
     """The model's answer to a prompt filled with these variables, and where the prompt came from."""
-    llm, paths = load("llm", "paths")
-    prompt, source = load_prompt(name, alias, paths.prompts)
+    llm, paths, prompts = load("llm", "paths", "prompts")
+    prompt, source = load_prompt(name, alias, paths.prompts, prompts.registry_prefix)
     reply = backend(llm).chat(prompt.render(variables), prompt.model_settings, prompt.response_format)
     return reply.text, source
 {%- endif %}

@@ -1,0 +1,250 @@
+"""The team platform: its compose file against the Compose Specification, and two baked projects
+(two teams) on the real servers of `lockstep platform up` (PostgreSQL, moto's S3, MLflow).
+
+The platform starts once for the module, and the two projects are baked and set up once; the
+slow tests run in file order on them: the teams share the server without touching each other's
+models and prompts, parallel experiments register without lost or mixed versions, a fresh clone
+pulls from S3 and reproduces nothing, and a server restart between register and promote loses
+nothing. Everything is bounded by what it counts (versions, stages run), not by wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import GIT_ID, ROOT, bake, project_env, sh
+
+COMPOSE = ROOT / "src" / "lockstep" / "compose.yaml"
+SCHEMA = Path(__file__).parent / "data" / "compose-spec" / "compose-spec.json"
+TEAMS = {"alpha": "Team Alpha", "beta": "Team Beta"}
+
+
+def lockstep(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lockstep", *args], capture_output=True, text=True, check=False)
+
+
+def test_compose_file_is_valid_and_pinned() -> None:
+    import jsonschema
+
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    jsonschema.Draft7Validator(schema).validate(compose)  # the draft its $schema names
+    services = compose["services"]
+    assert set(services) == {"postgres", "minio", "buckets", "mlflow"}
+    for name, service in services.items():
+        image = service["image"]
+        tag = image.partition("@")[0].rpartition(":")[2]
+        assert re.search(r"\d", tag) and tag != "latest", f"{name}: pin {image} to a release"
+    assert "@sha256:" in services["minio"]["image"] and "@sha256:" in services["buckets"]["image"]
+    assert "FROM ghcr.io/mlflow/mlflow:v3." in services["mlflow"]["build"]["dockerfile_inline"]
+    command = " ".join(services["mlflow"]["command"])
+    assert "--backend-store-uri=postgresql+psycopg2://" in command and "@postgres:5432/" in command
+    assert "--artifacts-destination=s3://mlflow/" in command
+    assert services["mlflow"]["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    printed = lockstep("platform", "compose")
+    assert printed.returncode == 0 and printed.stdout == COMPOSE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    """PostgreSQL, moto's S3 and MLflow on loopback, with a bucket for each team's DVC remote."""
+    root = tmp_path_factory.mktemp("platform")
+    buckets = [arg for team in TEAMS for arg in ("--bucket", f"team-{team}-dvc")]
+    try:
+        started = lockstep("platform", "up", "--dir", str(root), *buckets)
+        assert started.returncode == 0, started.stdout + started.stderr
+        env = dict(re.findall(r"^export (\w+)=(.*)$", (root / "env").read_text(), re.M))
+        yield root, env
+    finally:
+        stopped = lockstep("platform", "down", "--dir", str(root))
+        assert stopped.returncode == 0, stopped.stderr
+
+
+def team_env(project: Path, platform_env: dict[str, str]) -> dict[str, str]:
+    return project_env(project) | GIT_ID | platform_env
+
+
+@pytest.fixture(scope="module")
+def teams(platform: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two projects of two teams, each reproduced once against the platform and committed.
+
+    Team beta's summarize_ticket prompt differs from alpha's (max_tokens), so a mix-up shows."""
+    _, platform_env = platform
+    projects = {}
+    for team, name in TEAMS.items():
+        out = tmp_path_factory.mktemp(team)
+        project = bake(out, project_name=name, dvc_remote="s3", ci_provider="none")
+        conf = project / "conf" / "prompts" / "default.yaml"
+        conf.write_text(conf.read_text().replace('registry_prefix: ""', f'registry_prefix: "team_{team}."'))
+        if team == "beta":
+            prompt = project / "prompts" / "summarize_ticket.yaml"
+            prompt.write_text(prompt.read_text().replace("max_tokens: 48", "max_tokens: 40"))
+        env = team_env(project, platform_env)
+        sh(project, "make", "setup")
+        sh(project, "dvc", "remote", "modify", "--local", "storage", "endpointurl",
+           platform_env["MLFLOW_S3_ENDPOINT_URL"], env=env)  # fmt: skip
+        sh(project, "make", "repro", env=env)
+        sh(project, "git", "add", "-A", env=env)
+        sh(project, "git", "commit", "-q", "-m", "Reproduce on the team platform", env=env)
+        projects[team] = project
+    return projects
+
+
+def query(project: Path, env: dict[str, str], code: str) -> object:
+    """Run Python with MLflow in the project's environment against the platform; its JSON answer."""
+    result = sh(project, "python", "-c", f"import json, mlflow; c = mlflow.MlflowClient(); {code}", env=env)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def versions(project: Path, env: dict[str, str], model: str) -> list[list]:
+    """[version, model_md5, run_id, aliases] of every version of a registered model, by version."""
+    code = (
+        f"vs = c.search_model_versions(\"name = '{model}'\");"
+        " al = lambda v: sorted(c.get_model_version(v.name, v.version).aliases);"  # search leaves aliases out
+        " print(json.dumps(sorted([[int(v.version), v.tags['model_md5'], v.run_id, al(v)] for v in vs])))"
+    )
+    return query(project, env, code)  # type: ignore[return-value]
+
+
+def prompt_state(project: Path, env: dict[str, str], name: str) -> dict:
+    code = (
+        f"import mlflow.genai as g; p = g.load_prompt('prompts:/{name}@challenger');"
+        f" champ = g.load_prompt('prompts:/{name}@champion', allow_missing=True);"
+        " print(json.dumps({'version': p.version, 'max_tokens': (p.model_config or {}).get('max_tokens'),"
+        " 'champion': champ.version if champ else None}))"
+    )
+    return query(project, env, code)  # type: ignore[return-value]
+
+
+def ran(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.mark.slow
+def test_two_teams_share_one_server_without_touching_each_other(
+    platform: tuple[Path, dict[str, str]], teams: dict[str, Path]
+) -> None:
+    _, platform_env = platform
+    records = {t: json.loads((p / "reports" / "registration.json").read_text()) for t, p in teams.items()}
+    assert records["alpha"]["model_name"] == "team_alpha" and records["beta"]["model_name"] == "team_beta"
+    for team, record in records.items():
+        assert record["version"] == 1 and record["alias"] == "challenger"
+        assert record["prompts"] == {f"team_{team}.summarize_ticket": 1, f"team_{team}.triage_ticket": 1}
+    # Each team's registered model holds exactly its own model's bytes
+    for team, project in teams.items():
+        env = team_env(project, platform_env)
+        ((version, md5, run_id, aliases),) = versions(project, env, f"team_{team}")
+        assert (version, md5, aliases) == (1, records[team]["model_md5"], ["challenger"])
+        assert run_id == records[team]["run_id"]
+    assert records["alpha"]["run_id"] != records["beta"]["run_id"]
+
+    # Alpha promotes; beta's aliases stay where they were, and its prompt is its own
+    alpha, beta = teams["alpha"], teams["beta"]
+    sh(alpha, "make", "promote", env=team_env(alpha, platform_env))
+    env = team_env(beta, platform_env)
+    assert versions(alpha, env, "team_alpha")[0][3] == ["challenger", "champion"]
+    assert versions(beta, env, "team_beta")[0][3] == ["challenger"]
+    alpha_prompt = prompt_state(beta, env, "team_alpha.summarize_ticket")
+    beta_prompt = prompt_state(beta, env, "team_beta.summarize_ticket")
+    assert alpha_prompt == {"version": 1, "max_tokens": 48, "champion": 1}
+    assert beta_prompt == {"version": 1, "max_tokens": 40, "champion": None}
+    # The unprefixed names were never registered by either team
+    assert query(beta, env, "print(json.dumps(len(mlflow.genai.search_prompts(\"name = 'summarize_ticket'\"))))") == 0
+
+
+@pytest.mark.slow
+def test_parallel_experiments_register_without_lost_or_mixed_versions(
+    platform: tuple[Path, dict[str, str]], teams: dict[str, Path]
+) -> None:
+    _, platform_env = platform
+    alpha = teams["alpha"]
+    env = team_env(alpha, platform_env)
+    for c in ("0.5", "0.2"):
+        sh(alpha, "dvc", "exp", "run", "--queue", "-S", f"model.params.C={c}", env=env)
+    sh(alpha, "dvc", "queue", "start", "-j", "2", env=env)
+    for _ in range(600):  # until the queue has neither queued nor running entries
+        status = sh(alpha, "dvc", "queue", "status", env=env).stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(2)
+    assert status.count("Success") == 2, status
+
+    found = versions(alpha, env, "team_alpha")
+    assert [v[0] for v in found] == [1, 2, 3], "the baseline and one version per experiment"
+    assert len({v[1] for v in found}) == 3 and len({v[2] for v in found}) == 3, "no mixed entries"
+    assert versions(alpha, env, "team_beta") == versions(teams["beta"], env, "team_beta")
+    assert [v[0] for v in versions(alpha, env, "team_beta")] == [1], "the other team's model untouched"
+
+
+@pytest.mark.slow
+def test_fresh_clone_pulls_from_s3_and_reproduces_nothing(
+    platform: tuple[Path, dict[str, str]], teams: dict[str, Path], tmp_path: Path
+) -> None:
+    _, platform_env = platform
+    alpha = teams["alpha"]
+    sh(alpha, "make", "push", env=team_env(alpha, platform_env))
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(alpha), str(clone)], check=True)
+    assert not (clone / "models" / "model.joblib").exists()
+    # The same installed environment as the team's first checkout: a clone needs no second install
+    (clone / ".venv").symlink_to(alpha / ".venv")
+    env = team_env(clone, platform_env)
+    sh(clone, "dvc", "remote", "modify", "--local", "storage", "endpointurl", platform_env["MLFLOW_S3_ENDPOINT_URL"],
+       env=env)  # fmt: skip
+    sh(clone, "make", "check-lock", env=env)
+    warm = sh(clone, "make", "repro-ci", env=env)
+    assert ran(warm.stdout) == [], "no stage is recomputed: the lock matches and S3 has the outputs and run-cache"
+    sh(clone, "dvc", "pull", env=env)
+    assert (clone / "models" / "model.joblib").read_bytes() == (alpha / "models" / "model.joblib").read_bytes()
+    record = "reports/registration.json"
+    assert (clone / record).read_text() == (alpha / record).read_text()
+
+
+@pytest.mark.slow
+def test_server_restart_between_register_and_promote_loses_nothing(
+    platform: tuple[Path, dict[str, str]], teams: dict[str, Path]
+) -> None:
+    from lockstep.platform import alive, stop
+
+    root, platform_env = platform
+    beta = teams["beta"]
+    env = team_env(beta, platform_env)
+    conf = beta / "conf" / "model" / "logistic_regression.yaml"
+    conf.write_text(conf.read_text().replace("C: 1.0", "C: 0.5"))
+    sh(beta, "make", "repro", env=env)  # registers version 2 as challenger
+    record = json.loads((beta / "reports" / "registration.json").read_text())
+    assert record["version"] == 2
+    before = versions(beta, env, "team_beta")
+
+    state = json.loads((root / "state.json").read_text())
+    stop(state["pids"]["mlflow"])
+    assert not alive(state["pids"]["mlflow"])
+    restarted = lockstep("platform", "up", "--dir", str(root))
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    after = json.loads((root / "state.json").read_text())
+    assert after["pids"]["mlflow"] != state["pids"]["mlflow"], "the MLflow server was restarted"
+    assert {k: after["pids"][k] for k in ("postgres", "s3")} == {k: state["pids"][k] for k in ("postgres", "s3")}
+
+    sh(beta, "make", "promote", env=env)
+    found = versions(beta, env, "team_beta")
+    assert [v[:3] for v in found] == [v[:3] for v in before], "every version, its bytes and run survived"
+    assert found[1][3] == ["challenger", "champion"] and found[0][3] == []
+    # The artifacts survived too: the champion loads from S3 through the restarted server and predicts
+    code = (
+        "from lockstep.registry import load_model; import pandas as pd;"
+        " x = pd.read_parquet('data/prepared/test.parquet').drop(columns=['diagnosis']).head(3);"
+        " print(json.dumps(len(load_model('team_beta', 'champion').predict(x))))"
+    )
+    assert query(beta, env, code) == 3
+    assert [v[0] for v in versions(beta, env, "team_alpha")] == [1, 2, 3], "the other team's versions untouched"
