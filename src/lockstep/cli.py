@@ -96,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
     sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
     sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")
+    from lockstep.serve.commands import add_commands
+
+    add_commands(command)  # deploy lock, serve, staging, canary, canary-rehearsal
     return root
 
 
