@@ -406,13 +406,22 @@ def build(
 
 
 def serve(params_file: Path, host: str, port: int, lock_file: Path | None, weight: float, inject: str | None) -> int:
+    """Serve until stopped; port 0 takes a free port, and the line printed names the one bound."""
+    import socket
+
     import uvicorn
 
     app, service = build(params_file, lock_file, weight, inject or os.environ.get(INJECT_ENV))
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    where = f"http://{host}:{sock.getsockname()[1]}"
     versions = ", ".join(f"{n}={json.dumps(v.versions(), sort_keys=True)}" for n, v in service.variants.items())
-    where = f"http://{host}:{port}"
     print(f"serve: deploy {service.deploy_id} on {where} weight {service.weight:g}% {versions}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 

@@ -9,9 +9,13 @@ from pathlib import Path
 
 
 def _lock(args: argparse.Namespace) -> int:
-    from lockstep.serve.lock import write_lock
+    from lockstep.serve import lock
 
-    return write_lock(args.params, args.out)
+    if args.action == "lock":
+        return lock.write_lock(args.params, args.out)
+    if args.action == "wheels":
+        return lock.toolkit_wheel(Path("wheels"))
+    return lock.show(args.params, args.out, args.action)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -42,7 +46,12 @@ def _rehearsal(args: argparse.Namespace) -> int:
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     lock_help = "deploy lock file (default: conf/deploy lock_file, deploy.lock.json)"
     sub = command("deploy", _lock, "resolve champion and challenger to numeric versions in the deploy lock")
-    sub.add_argument("action", choices=["lock"], help="lock: write the deploy lock file")
+    sub.add_argument(
+        "action",
+        choices=["lock", "id", "build-args", "wheels"],
+        help="lock: write the lock file; id, build-args: print its deploy id, or docker build's --build-arg"
+        " options; wheels: the toolkit's wheel into wheels/ when it is installed from a local clone",
+    )
     sub.add_argument("--out", type=Path, default=None, help=lock_help)
     sub = command("serve", _serve, "serve the locked versions over HTTP (FastAPI on uvicorn)")
     sub.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address (default: $HOST, loopback)")

@@ -101,3 +101,45 @@ def read_lock(path: Path) -> dict[str, Any]:
     if "stable" not in lock.get("variants", {}):
         raise StageError(f"{path}: no stable variant; run `lockstep deploy lock` again")
     return lock
+
+
+def show(params_file: Path, lock_file: Path | None, what: str) -> int:
+    """Print the lock's deploy id, or the image labels' --build-arg options (make image)."""
+    lock = read_lock(lock_file or deploy_config(params_file).lock_file)
+    if what == "id":
+        print(lock["deploy_id"])
+        return 0
+    variants = lock["variants"].items()
+    prompts = [f"{v}:{p['name']}/{p['version']}" for v, x in variants for p in x["prompts"].values()]
+    args = {
+        "GIT_COMMIT": lock["git_commit"],
+        "DEPLOY_ID": lock["deploy_id"],
+        "MODEL_VERSIONS": ",".join(f"{v}:{x['model']['name']}/{x['model']['version']}" for v, x in variants),
+        "PROMPT_VERSIONS": ",".join(prompts) or "none",
+    }
+    print(" ".join(f"--build-arg {k}={v}" for k, v in args.items()))
+    return 0
+
+
+def toolkit_wheel(out: Path) -> int:
+    """The installed toolkit as a wheel in `out` when it came from a local clone (the image cannot
+    reach that path); from a Git tag or an index, the image installs it itself and `out` stays empty."""
+    import importlib.metadata
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    (out / ".keep").write_text("", encoding="utf-8")
+    try:
+        url = json.loads(importlib.metadata.distribution("lockstep-mlops").read_text("direct_url.json") or "{}")
+    except json.JSONDecodeError:
+        url = {}
+    source = str(url.get("url", ""))
+    if not source.startswith("file://"):
+        return 0
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    subprocess.run([uv, "build", "-q", "--wheel", "-o", str(out), source.removeprefix("file://")], check=True)
+    print(f"deploy wheels: {', '.join(p.name for p in out.glob('*.whl'))} -> {out}")
+    return 0
