@@ -150,3 +150,53 @@ def test_no_request_fails_while_the_weight_changes(deployed: Deployed, monkeypat
     assert [r for r in results if r[0] != 200] == []
     assert {variant for _, variant in results} == {"stable", "canary"}
     assert service.weight == 100
+
+
+def test_staging_evaluates_the_canary_over_http_and_tags_the_versions(deployed: Deployed, capsys) -> None:
+    import shutil
+
+    import mlflow
+    import yaml
+
+    from .conftest import TEMPLATE
+    from .serving import frame
+
+    lock(deployed)
+    params = yaml.safe_load(deployed.params_file.read_text())
+    root = deployed.root
+    shutil.copytree(TEMPLATE / "data" / "golden", root / "golden", ignore=shutil.ignore_patterns("*.dvc", "*.md"))
+    (root / "prepared").mkdir()
+    frame().tail(20).to_parquet(root / "prepared" / "test.parquet", index=False)
+    params["data"] = {"path": "raw.csv", "target": "y", "task": "multiclass", "test_size": 0.2, "seed": 0}
+    params["paths"] = {
+        "prepared": "prepared", "model": "m", "metrics": "m.json", "plots": "p", "registration": "r.json",
+        "prompts": "prompts", "golden": "golden",
+    }  # fmt: skip
+    rules = [
+        {"metric": "reports/metrics.json:accuracy", "direction": "higher", "min": 0.7},
+        {"metric": "reports/prompts/*/metrics.json:pii_leak_rate", "direction": "lower", "max": 0.0},
+        {"metric": "reports/prompts/triage_ticket/metrics.json:exact_match", "direction": "higher", "min": 0.0},
+    ]
+    params["gates"] = {"rules": rules}
+    deployed.params_file.write_text(yaml.safe_dump(params))
+    assert cli.main(["staging", "--params", str(deployed.params_file)]) == 0
+    out = capsys.readouterr().out
+    assert "staging: passed" in out
+    report = json.loads((root / "reports" / "staging.json").read_text())
+    assert report["variant"] == "canary" and report["model"]["version"] == 2
+    assert report["metrics"]["reports/metrics.json:accuracy"] >= 0.7
+    assert report["metrics"]["reports/prompts/triage_ticket/metrics.json:cases"] > 0
+    client = mlflow.MlflowClient(deployed.uri)
+    tags = client.get_model_version(MODEL, "2").tags
+    assert tags["staging.passed"] == "true" and tags["staging.deploy_id"] == report["deploy_id"]
+    mlflow.set_tracking_uri(deployed.uri)
+    assert mlflow.genai.load_prompt("prompts:/triage_ticket/2").tags["staging.passed"] == "true"
+
+    # a limit the canary misses fails staging, and says which
+    rules[0]["min"] = 0.99
+    deployed.params_file.write_text(yaml.safe_dump(params))
+    assert cli.main(["staging", "--params", str(deployed.params_file)]) == 1
+    assert "FAILED reports/metrics.json:accuracy" in capsys.readouterr().out
+    assert client.get_model_version(MODEL, "2").tags["staging.passed"] == "false"
+    client.set_model_version_tag(MODEL, "2", "staging.passed", "true")  # the registry is shared
+    mlflow.set_tracking_uri(None)
