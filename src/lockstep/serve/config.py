@@ -34,6 +34,7 @@ class DeployConfig(_Strict):
     canary_alias: str = "challenger"
     steps: list[float] = Field(default_factory=lambda: [10.0, 25.0, 50.0, 100.0], min_length=1)
     window_s: float = Field(default=3600.0, gt=0)
+    rehearsal_window_s: float = Field(default=5.0, gt=0)  # make canary-rehearsal's windows
     failure_limit: int = Field(default=2, gt=0)  # failed windows before rollback
     max_windows: int = Field(default=100, gt=0)  # inconclusive windows included: then roll back
     shadow: bool = False  # mirror stable's requests to the canary and discard its answers
