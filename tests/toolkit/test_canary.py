@@ -182,3 +182,34 @@ def test_decision_record_is_one_json_object_per_line(private: Deployed) -> None:
     run(private, config())
     lines = Path(private.root / "decisions.jsonl").read_text().splitlines()
     assert all(json.loads(line)["deploy_id"] for line in lines)
+
+
+def test_the_rehearsal_promotes_without_faults_and_rolls_back_with_them(private: Deployed, capsys) -> None:
+    import yaml
+
+    from lockstep import cli
+
+    from .serving import frame
+
+    params = yaml.safe_load(private.params_file.read_text())
+    (private.root / "prepared").mkdir()
+    frame()[["f1", "f2", "y"]].to_parquet(private.root / "prepared" / "test.parquet", index=False)
+    params["data"] = {"path": "raw.csv", "target": "y", "task": "multiclass", "test_size": 0.2, "seed": 0}
+    params["paths"] = {"prepared": "prepared", "model": "m", "metrics": "m.json", "plots": "p", "registration": "r"}
+    params["deploy"] |= {"steps": [50, 100], "rehearsal_window_s": 0.5, "max_windows": 6,
+                         "thresholds": {"min_samples": 5, "sla_p95_ms": 250}}  # fmt: skip
+    private.params_file.write_text(yaml.safe_dump(params))
+    assert cli.main(["deploy", "lock", "--params", str(private.params_file)]) == 0
+    argv = ["canary-rehearsal", "--params", str(private.params_file)]
+    assert cli.main(argv) == 0
+    assert "canary-rehearsal: promote (inject none)" in capsys.readouterr().out
+    assert cli.main([*argv, "--inject", "latency=300ms"]) == 1
+    out = capsys.readouterr().out
+    assert "canary-rehearsal: rollback (inject latency=300ms)" in out and "SLA 250 ms" in out
+    record = [json.loads(line) for line in (private.root / "reports/canary-rehearsal.jsonl").read_text().splitlines()]
+    assert record[-1]["event"] == "rollback"
+    import mlflow
+
+    # a rehearsal moves no alias and tags nothing
+    version = mlflow.MlflowClient(private.uri).get_model_version(MODEL, "2")
+    assert "rolled_back" not in version.tags and "previous_champion" not in version.aliases

@@ -302,16 +302,12 @@ def canary(params_file: Path, url: str, lock_file: Path | None = None) -> int:
     return EXIT[Controller(deploy, lock, Client(url), token).run()]
 
 
-def traffic(url: str, params_file: Path, stop: threading.Event, seed: int = 0) -> None:
-    """Synthetic traffic until stop: the test split's rows and the golden sets' cases, each request
-    under its own key (one user each), so the router spreads them as it would real users."""
-    import json as _json
-
+def synthetic_requests(params_file: Path) -> list[tuple[str, dict[str, Any]]]:
+    """Rehearsal traffic: the test split's rows one by one, and the golden sets' cases."""
     import pandas as pd
 
     from lockstep.config import DataConfig, PathsConfig, PromptsConfig, read_params, section
     from lockstep.prompts import load_golden, load_prompt_file
-    from lockstep.serve.client import Client
 
     params = read_params(params_file)
     requests: list[tuple[str, dict[str, Any]]] = []
@@ -320,17 +316,28 @@ def traffic(url: str, params_file: Path, stop: threading.Event, seed: int = 0) -
         data = section(params, "data", DataConfig, params_file)
         if paths.test.exists():
             rows = pd.read_parquet(paths.test).drop(columns=[data.target])
-            requests += [("/v1/predict", {"rows": [r]}) for r in _json.loads(rows.to_json(orient="records"))]
-        if "prompts" in params:
+            requests += [("/v1/predict", {"rows": [r]}) for r in json.loads(rows.to_json(orient="records"))]
+        if "prompts" in params and paths.prompts and paths.golden:
             for name in section(params, "prompts", PromptsConfig, params_file).names:
                 cases = load_golden(paths.golden_file(name), load_prompt_file(paths.prompt_file(name)))
                 requests += [(f"/v1/prompts/{name}", {"variables": c["inputs"]}) for c in cases]
     if not requests:
         raise StageError("canary-rehearsal: no test split and no golden sets to draw traffic from; run make repro")
+    return requests
+
+
+def traffic(url: str, requests: list[tuple[str, Any]], stop: threading.Event, seed: int, counts: dict) -> None:
+    """Send requests round and round until stop, each under its own key (one user each)."""
+    from lockstep.serve.client import Client
+
     client, i = Client(url), seed
     while not stop.is_set():
         path, body = requests[i % len(requests)]
-        client.post(path, body, key=f"rehearsal-{seed}-{i}")
+        try:
+            status = client.post(path, body, key=f"rehearsal-{seed}-{i}")[0]
+        except OSError:
+            status = 0
+        counts[status] = counts.get(status, 0) + 1
         i += 1
     client.close()
 
@@ -358,8 +365,12 @@ def rehearsal(params_file: Path, lock_file: Path | None, inject: str | None) -> 
             print("canary-rehearsal: would tag the canary's versions rolled_back")
 
     stop = threading.Event()
+    requests = synthetic_requests(params_file)
+    counts: dict[int, int] = {}
     with Running(app) as running:
-        drivers = [threading.Thread(target=traffic, args=(running.url, params_file, stop, n)) for n in range(4)]
+        drivers = [
+            threading.Thread(target=traffic, args=(running.url, requests, stop, n * 7919, counts)) for n in range(4)
+        ]
         for driver in drivers:
             driver.start()
         try:
@@ -369,4 +380,5 @@ def rehearsal(params_file: Path, lock_file: Path | None, inject: str | None) -> 
             for driver in drivers:
                 driver.join()
     print(f"canary-rehearsal: {outcome} (inject {inject or 'none'}); decisions in {record}")
+    print(f"canary-rehearsal: requests by HTTP status: {dict(sorted(counts.items()))}")
     return EXIT[outcome]
