@@ -49,6 +49,7 @@ def build_registry(root: Path, uri: str) -> None:
     from lockstep.prompts import load_prompt_file, register_prompt
 
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(MODEL)  # not whichever experiment an earlier test in this process left active
     client = mlflow.MlflowClient()
     data = frame()
     features, labels = data[["f1", "f2"]], data["y"]

@@ -390,9 +390,13 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
 
 
 def build(
-    params_file: Path, lock_file: Path | None = None, weight: float = 0.0, inject: str | None = None
+    params_file: Path,
+    lock_file: Path | None = None,
+    weight: float = 0.0,
+    inject: str | None = None,
+    admin_token: str | None = None,
 ) -> tuple[Any, Service]:
-    """The app of a project: its params, its lock, its hooks module."""
+    """The app of a project: its params, its lock, its hooks module; the admin token, else $LOCKSTEP_ADMIN_TOKEN."""
     from lockstep.serve.config import deploy_config
     from lockstep.serve.lock import read_lock
 
@@ -402,7 +406,7 @@ def build(
     hooks = importlib.import_module(deploy.app) if deploy.app else None
     lock = read_lock(lock_file or deploy.lock_file)
     service = Service(lock, llm, deploy, weight, inject, hooks)
-    return create_app(service, os.environ.get(ADMIN_TOKEN_ENV) or None), service
+    return create_app(service, admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None), service
 
 
 def serve(params_file: Path, host: str, port: int, lock_file: Path | None, weight: float, inject: str | None) -> int:
