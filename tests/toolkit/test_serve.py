@@ -36,6 +36,15 @@ def test_lock_resolves_aliases_to_numbers(deployed: Deployed, capsys) -> None:
     out = capsys.readouterr().out
     assert f"stable (@champion) -> models:/{MODEL}/1, prompts:/summarize_ticket/1" in out
     assert lock(deployed)["deploy_id"] == locked["deploy_id"]  # same versions, same cohorts
+    capsys.readouterr()
+    assert cli.main(["deploy", "id", "--params", str(deployed.params_file)]) == 0
+    assert capsys.readouterr().out.strip() == locked["deploy_id"]
+    assert cli.main(["deploy", "build-args", "--params", str(deployed.params_file)]) == 0
+    args = capsys.readouterr().out.split()
+    assert f"DEPLOY_ID={locked['deploy_id']}" in args and f"GIT_COMMIT={locked['git_commit']}" in args
+    assert f"MODEL_VERSIONS=stable:{MODEL}/1,canary:{MODEL}/2" in args
+    prompts = "stable:summarize_ticket/1,stable:triage_ticket/1,canary:summarize_ticket/2,canary:triage_ticket/2"
+    assert f"PROMPT_VERSIONS={prompts}" in args
 
 
 def test_service_answers_with_the_locked_versions_even_when_an_alias_moves(deployed: Deployed) -> None:
