@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,14 +68,30 @@ def batches(client: Client, rows: list[dict], per_window: int, counts: list[int]
 def run(d: Deployed, deploy: DeployConfig, inject: str | None = None, per_window: int = 40, **kw) -> tuple[str, list]:
     record = d.root / "decisions.jsonl"
     statuses: list[int] = []
+    background: list[int] = []  # another client's requests all through the run, rollback included
+    stop = threading.Event()
+
+    def load(url: str) -> None:
+        other = Client(url)
+        while not stop.is_set():
+            background.append(other.post("/v1/predict", {"rows": d.rows[:1]}, key=f"b{len(background)}")[0])
+        other.close()
+
     with live(d, inject) as (service, client, lock):
-        outcome = Controller(
-            deploy, lock, Client(client.host and f"http://{client.host}:{client.port}"), TOKEN, record,
-            wait=kw.get("wait") or batches(client, d.rows, per_window, statuses), say=lambda _: None,
-        ).run()  # fmt: skip
+        url = f"http://{client.host}:{client.port}"
+        thread = threading.Thread(target=load, args=(url,))
+        thread.start()
+        try:
+            outcome = Controller(
+                deploy, lock, Client(url), TOKEN, record,
+                wait=kw.get("wait") or batches(client, d.rows, per_window, statuses), say=lambda _: None,
+            ).run()  # fmt: skip
+        finally:
+            stop.set()
+            thread.join()
         weight = service.weight
     entries = read_record(record, lock["deploy_id"])
-    return outcome, [*entries, {"weight_after": weight, "statuses": statuses}]
+    return outcome, [*entries, {"weight_after": weight, "statuses": statuses, "background": background}]
 
 
 def test_quantile_interpolates_like_prometheus() -> None:
@@ -97,6 +114,7 @@ def test_a_good_canary_is_promoted_step_by_step(private: Deployed) -> None:
     assert windows[0]["canary"]["requests"] >= 5 and windows[2]["stable"]["requests"] == 0
     assert windows[2]["baseline"]["requests"] >= 5  # at 100 % the last stable window is the baseline
     assert decisions[-1]["event"] == "promote" and last["statuses"] == [200] * len(last["statuses"])
+    assert last["background"] and set(last["background"]) == {200}  # none failed during the weight changes
     client = mlflow.MlflowClient(private.uri)
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == 2
     assert int(client.get_model_version_by_alias(MODEL, "previous_champion").version) == 1
@@ -116,6 +134,7 @@ def test_latency_over_the_sla_rolls_back_in_the_first_window(private: Deployed) 
     assert outcome == "rollback" and last["weight_after"] == 0
     (window,) = [e for e in decisions if e["event"] == "window"]
     assert window["verdict"] == "hard" and "SLA 80 ms" in window["reasons"][0]
+    assert last["background"] and set(last["background"]) == {200}  # none failed or lost during rollback
     tags = mlflow.MlflowClient(private.uri).get_model_version(MODEL, "2").tags
     assert tags["rolled_back"] == "true" and "SLA" in tags["rolled_back.reasons"]
     assert int(mlflow.MlflowClient(private.uri).get_model_version_by_alias(MODEL, "champion").version) == 1
