@@ -8,6 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _needs_serve_extra() -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("fastapi", "uvicorn", "prometheus_client", "jsonschema") if find_spec(m) is None]
+    if missing:
+        from lockstep.config import StageError
+
+        raise StageError(f"{', '.join(missing)} not installed; install lockstep-mlops[serve] (make setup)")
+
+
 def _lock(args: argparse.Namespace) -> int:
     from lockstep.serve import lock
 
@@ -19,6 +29,7 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
     from lockstep.serve.app import serve
 
     port = args.port if args.port is not None else int(os.environ.get("PORT") or 8000)
@@ -26,18 +37,21 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _staging(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
     from lockstep.serve.staging import staging
 
     return staging(args.params, args.lock)
 
 
 def _canary(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
     from lockstep.serve.canary import canary
 
     return canary(args.params, args.url, args.lock)
 
 
 def _rehearsal(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
     from lockstep.serve.canary import rehearsal
 
     return rehearsal(args.params, args.lock, args.inject)
