@@ -54,6 +54,7 @@ BASE_FILES = {
     ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
     "Makefile", "README.md",
     "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml", "conf/policy/default.yaml",
+    "conf/deploy/default.yaml", "Dockerfile", ".dockerignore",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
@@ -195,7 +196,7 @@ def test_every_option_bakes_valid_files(tmp_path: Path, combo: dict[str, str]) -
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     (toolkit,) = [d for d in pyproject["project"]["dependencies"] if d.startswith("lockstep-mlops")]
     extras = set(re.findall(r"\[(.*)\]", toolkit)[0].split(",")) if "[" in toolkit else set()
-    expected = {"llm"} if combo["include_llm"] == "yes" else set()
+    expected = {"llm", "serve"} if combo["include_llm"] == "yes" else {"serve"}
     expected |= {combo["dvc_remote"]} if combo["dvc_remote"] in ("s3", "gcs", "azure") else set()
     assert extras == expected
     assert toolkit.endswith(f"=={OPTIONS['_toolkit_version']}")

@@ -149,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--bucket", action="append", default=[], help="an S3 bucket to create (a DVC remote's), repeatable"
     )
+    from lockstep.serve.commands import add_commands
+
+    add_commands(command)  # deploy lock, serve, staging, canary, canary-rehearsal
     return root
 
 

@@ -11,10 +11,13 @@ main).
 {%- if cookiecutter.include_llm == "yes" %} A prompt is `prompts:/<name>@<alias>` from the MLflow Prompt Registry, or
 prompts/<name>.yaml in Git when no registry is reachable; conf/llm says which model answers.
 {%- endif %}
+The service (`make serve`, `lockstep serve`) serves the versions pinned in deploy.lock.json and
+calls prepare_rows below on every request's rows.
 """
 
 import argparse
 import sys
+from functools import cache
 from pathlib import Path
 
 from lockstep.config import StageError, load
@@ -26,12 +29,20 @@ from lockstep.registry import load_model
 from lockstep.tabular import read_table
 
 
+@cache
+def target() -> str:
+    return load("data")[0].target
+
+
+def prepare_rows(rows):
+    """The features the model predicts from: the rows given, less the target if they carry it."""
+    return rows.drop(columns=[target()], errors="ignore")
+
+
 def predict(csv: str, alias: str) -> list:
     """Predictions of the model registered under alias for every row of a CSV file."""
-    data, reg = load("data", "register")
-    rows = read_table(Path(csv))
-    features = rows.drop(columns=[data.target], errors="ignore")
-    return list(load_model(reg.model_name, alias).predict(features))
+    (reg,) = load("register")
+    return list(load_model(reg.model_name, alias).predict(prepare_rows(read_table(Path(csv)))))
 {%- if cookiecutter.include_llm == "yes" %}
 
 

@@ -1,0 +1,83 @@
+"""The deploy commands of the `lockstep` CLI; each imports what it needs only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _needs_serve_extra() -> None:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("fastapi", "uvicorn", "prometheus_client", "jsonschema") if find_spec(m) is None]
+    if missing:
+        from lockstep.config import StageError
+
+        raise StageError(f"{', '.join(missing)} not installed; install lockstep-mlops[serve] (make setup)")
+
+
+def _lock(args: argparse.Namespace) -> int:
+    from lockstep.serve import lock
+
+    if args.action == "lock":
+        return lock.write_lock(args.params, args.out)
+    if args.action == "wheels":
+        return lock.toolkit_wheel(Path("wheels"))
+    return lock.show(args.params, args.out, args.action)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
+    from lockstep.serve.app import serve
+
+    port = args.port if args.port is not None else int(os.environ.get("PORT") or 8000)
+    return serve(args.params, args.host, port, args.lock, args.weight, args.inject)
+
+
+def _staging(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
+    from lockstep.serve.staging import staging
+
+    return staging(args.params, args.lock)
+
+
+def _canary(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
+    from lockstep.serve.canary import canary
+
+    return canary(args.params, args.url, args.lock)
+
+
+def _rehearsal(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
+    from lockstep.serve.canary import rehearsal
+
+    return rehearsal(args.params, args.lock, args.inject)
+
+
+def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    lock_help = "deploy lock file (default: conf/deploy lock_file, deploy.lock.json)"
+    sub = command("deploy", _lock, "resolve champion and challenger to numeric versions in the deploy lock")
+    sub.add_argument(
+        "action",
+        choices=["lock", "id", "build-args", "wheels"],
+        help="lock: write the lock file; id, build-args: print its deploy id, or docker build's --build-arg"
+        " options; wheels: the toolkit's wheel into wheels/ when it is installed from a local clone",
+    )
+    sub.add_argument("--out", type=Path, default=None, help=lock_help)
+    sub = command("serve", _serve, "serve the locked versions over HTTP (FastAPI on uvicorn)")
+    sub.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address (default: $HOST, loopback)")
+    sub.add_argument("--port", type=int, default=None, help="port (default: $PORT, else 8000)")
+    sub.add_argument("--lock", type=Path, default=None, help=lock_help)
+    sub.add_argument("--weight", type=float, default=float(os.environ.get("LOCKSTEP_CANARY_WEIGHT") or 0))
+    sub.add_argument("--inject", default=None, help="faults in the canary arm: latency=300ms,errors=5%%")
+    sub = command("staging", _staging, "evaluate the locked canary over HTTP on the golden sets; tag the result")
+    sub.add_argument("--lock", type=Path, default=None, help=lock_help)
+    sub = command("canary", _canary, "step the canary's weight on a running service; promote or roll back")
+    sub.add_argument("--url", required=True, help="the service, e.g. http://127.0.0.1:8000")
+    sub.add_argument("--lock", type=Path, default=None, help=lock_help)
+    sub = command("canary-rehearsal", _rehearsal, "serve on loopback, drive traffic, run the canary to its decision")
+    sub.add_argument("--lock", type=Path, default=None, help=lock_help)
+    sub.add_argument("--inject", default=os.environ.get("INJECT") or None, help="latency=300ms or errors=5%%")

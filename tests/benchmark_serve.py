@@ -1,0 +1,123 @@
+"""Benchmark of the service (not a test): what the router and HTTP layer add to a prediction, and
+requests per second of one uvicorn process.
+
+    .venv/bin/python tests/benchmark_serve.py [--seconds 10] [--clients 8]
+
+Builds the serving tests' registry (two versions of a tiny scikit-learn model) in a temporary
+directory, then measures (1) the locked model's pyfunc predict on one row, called directly;
+(2) the same through Service.predict (router, metrics, response), in-process; (3) POST
+/v1/predict over loopback HTTP to `lockstep serve` in its own process, one client; (4) requests
+per second with several client threads. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from toolkit.serving import build_registry, deploy_params, frame
+
+
+def percentiles(samples: list[float]) -> str:
+    samples = sorted(samples)
+    p = lambda q: samples[min(len(samples) - 1, int(q * len(samples)))] * 1000  # noqa: E731
+    return f"p50 {p(0.50):7.3f} ms   p99 {p(0.99):7.3f} ms   (n={len(samples)})"
+
+
+def timed(call, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("-n", type=int, default=2000)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="lockstep-bench-"))
+    os.chdir(root)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    os.environ |= {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "LOCKSTEP_TEST_KEY": "x"}
+    build_registry(root, uri)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    params = deploy_params("http://127.0.0.1:9/v1")
+    del params["prompts"], params["llm"]  # the tabular path only
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([bin_dir / "lockstep", "deploy", "lock"], check=True, capture_output=True)
+
+    import pandas as pd
+
+    from lockstep.serve.app import build, route
+    from lockstep.serve.client import Client
+
+    rows = [frame()[["f1", "f2"]].iloc[0].to_dict()]
+    _, service = build(root / "params.yaml")
+    model = service.variants["stable"].model
+    one = pd.DataFrame(rows)
+    for _ in range(200):  # warm up
+        model.predict(one)
+        service.predict("stable", rows)
+    direct = timed(lambda: model.predict(pd.DataFrame(rows)), args.n)
+    in_process = timed(lambda: service.predict("stable", rows), args.n)
+    routing = timed(lambda: route("bench", "user-42", 25.0), args.n)
+
+    env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1"}
+    server = subprocess.Popen([bin_dir / "lockstep", "serve"], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"on (http://\S+)", server.stdout.readline())[1]
+        client = Client(url)
+        for _ in range(200):
+            client.post("/v1/predict", {"rows": rows})
+        http = timed(lambda: client.post("/v1/predict", {"rows": rows}, key="k"), args.n)
+        done = [0] * args.clients
+        stop = threading.Event()
+
+        def load(i: int) -> None:
+            c = Client(url)
+            while not stop.is_set():
+                c.post("/v1/predict", {"rows": rows}, key=f"k{done[i]}")
+                done[i] += 1
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(args.clients)]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(args.seconds)  # the measuring period itself, not synchronisation
+        stop.set()
+        for t in threads:
+            t.join()
+        rps = sum(done) / (time.perf_counter() - start)
+    finally:
+        server.terminate()
+        server.wait()
+    p50 = lambda xs: 1000 * sorted(xs)[len(xs) // 2]  # noqa: E731
+    p99 = lambda xs: 1000 * sorted(xs)[int(0.99 * len(xs))]  # noqa: E731
+    print(f"cores: {os.cpu_count()}")
+    print(f"route() alone               {percentiles(routing)}")
+    print(f"model.predict, direct       {percentiles(direct)}")
+    print(f"Service.predict, in-process {percentiles(in_process)}")
+    print(f"POST /v1/predict over HTTP  {percentiles(http)}")
+    for label, xs in (("added by router, in-process", in_process), ("added by HTTP + router     ", http)):
+        print(f"{label} p50 {p50(xs) - p50(direct):7.3f} ms   p99 {p99(xs) - p99(direct):7.3f} ms")
+    print(f"requests/s, 1 uvicorn process, {args.clients} client threads: {rps:.0f}")
+
+
+if __name__ == "__main__":
+    main()
