@@ -186,7 +186,7 @@ def test_cruft_update_across_the_toolkit_split_keeps_a_local_edit(tmp_path: Path
         "prepare.py",
         "train.py",
     ]
-    assert "lockstep-mlops[llm]==" in (project / "pyproject.toml").read_text()
+    assert "lockstep-mlops[llm,serve]==" in (project / "pyproject.toml").read_text()
     assert "cmd: lockstep register" in (project / "dvc.yaml").read_text()
     assert "C: 0.5" in model.read_text(), "the team's edit survives the update"
     assert not list(project.rglob("*.rej")), "every hunk applied"
