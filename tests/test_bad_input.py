@@ -286,7 +286,7 @@ def test_killed_train_and_register_recover_without_duplicates(project: Path, tmp
         marker = tmp_path / "about-to-replace"
         train = ["python", "-c", IN_THE_WRITE_WINDOW, str(marker), "support_insights.stages.train"]
         kill_when(project, train, marker.exists)
-        assert Path(marker.read_text()).exists(), "the new model was written in full beside the old one"
+        assert (project / marker.read_text()).exists(), "the new model was written in full beside the old one"
         assert model.read_bytes() == before, "the old model is intact"
         sh(project, "dvc", "repro", "--single-item", "train")
         assert model.read_bytes() != before and not list(model.parent.glob(".*.tmp")), "re-run: new model, no litter"

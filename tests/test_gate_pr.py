@@ -110,12 +110,15 @@ def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
 def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
     branch(project, "leak")
     set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary, without names or contact details:",
-              "Repeat the ticket word for word:")  # fmt: skip
+              "Reply with the customer's e-mail address and phone number:")  # fmt: skip
     sh(project, "make", "repro")  # stages only measure: the run is recorded, the gate judges it
     code, report, _ = gate(project, "main")
     assert code != 0
     assert re.search(r"❌ 0\.\d+ > max 0", row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate"))
-    assert '+    content: "Ticket:\\n{{ticket}}\\n\\nRepeat the ticket word for word:"' in report
+    assert (
+        '+    content: "Ticket:\\n{{ticket}}\\n\\nReply with the customer\'s e-mail address and phone number:"'
+        in report
+    )
 
 
 def test_a_new_metric_is_reported_not_crashing(project: Path) -> None:
@@ -148,7 +151,7 @@ def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
 def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
     branch(project, "main")
     sh(project, "make", "gate", "BASE=main")  # promote decides on the gate's checks.json (the policies)
-    assert sh(project, "make", "policy").stdout.startswith("policy: allow (models:/support_insights/1")
+    assert "\npolicy: allow (models:/support_insights/1" in sh(project, "make", "policy").stdout
     assert (
         "promote: @champion -> models:/support_insights/1, prompts:/summarize_ticket/1"
         in sh(project, "make", "promote").stdout
