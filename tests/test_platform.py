@@ -150,6 +150,7 @@ def test_two_teams_share_one_server_without_touching_each_other(
 
     # Alpha promotes; beta's aliases stay where they were, and its prompt is its own
     alpha, beta = teams["alpha"], teams["beta"]
+    sh(alpha, "make", "gate", "BASE=HEAD", env=team_env(alpha, platform_env))  # promotion follows the gate
     sh(alpha, "make", "promote", env=team_env(alpha, platform_env))
     env = team_env(beta, platform_env)
     assert versions(alpha, env, "team_alpha")[0][3] == ["challenger", "champion"]
@@ -236,6 +237,7 @@ def test_server_restart_between_register_and_promote_loses_nothing(
     assert after["pids"]["mlflow"] != state["pids"]["mlflow"], "the MLflow server was restarted"
     assert {k: after["pids"][k] for k in ("postgres", "s3")} == {k: state["pids"][k] for k in ("postgres", "s3")}
 
+    sh(beta, "make", "gate", "BASE=HEAD", env=env)
     sh(beta, "make", "promote", env=env)
     found = versions(beta, env, "team_beta")
     assert [v[:3] for v in found] == [v[:3] for v in before], "every version, its bytes and run survived"
