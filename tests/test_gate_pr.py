@@ -6,6 +6,7 @@ project's docs ask), followed by the make targets the generated CI files call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -195,3 +196,22 @@ def test_a_fresh_bake_pushed_as_is_passes_its_own_ci(project: Path, tmp_path: Pa
     report = (clone / "reports" / "gate" / "report.md").read_text()
     assert result.returncode == 0, report
     assert "No `dvc.lock` is committed yet: every stage was reproduced from scratch" in report
+
+
+def test_faked_metrics_are_recomputed_and_fail(project: Path) -> None:
+    # A branch whose model regressed, with reports/metrics.json and its md5 in dvc.lock edited to look better
+    branch(project, "fake")
+    set_param(project, "conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.005")
+    commit_run(project, "Stronger regularisation")
+    metrics = project / "reports" / "metrics.json"
+    real = json.loads(metrics.read_text())
+    old_md5 = hashlib.md5(metrics.read_bytes()).hexdigest()
+    metrics.write_text(json.dumps(real | {"accuracy": 0.999}, indent=2) + "\n")
+    lock = project / "dvc.lock"
+    lock.write_text(lock.read_text().replace(old_md5, hashlib.md5(metrics.read_bytes()).hexdigest()))
+    git(project, "commit", "-q", "-am", "Better numbers")
+    assert sh(project, "make", "check-lock").returncode == 0  # the lock is consistent with the fake
+    sh(project, "make", "repro-ci")  # as CI runs it
+    assert json.loads(metrics.read_text())["accuracy"] == real["accuracy"], "recomputed, not trusted"
+    code, report, _ = gate(project, "main")
+    assert code != 0 and "❌ regressed by" in row(report, "reports/metrics.json:accuracy")

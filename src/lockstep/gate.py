@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree as ET
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lockstep.config import StageError, Task, flatten, read_params, section
 from lockstep.io import write_atomic, write_json
@@ -264,19 +265,48 @@ def checks_json(
         "checks": [check_dict(c) for c in checks],
         "metrics": {name: {"old": old.number, "new": new.number} for name, (old, new) in sorted(values.items())},
         "params_diff": params_diff,
+        "rules_changed": bool(context.get("rules_changed")),
     }
+
+
+def base_rules(base_rev: str, params_file: Path, own: GatesConfig) -> tuple[GatesConfig, str | None]:
+    """The rules of the base revision: a change never judges itself by rules it loosened.
+
+    Returns the rules to apply and, when this change edits them, a note for the report.
+    """
+    try:
+        relative = params_file.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:  # a parameters file outside the repository has no base version
+        return own, None
+    text = git("show", f"{base_rev}:./{relative.as_posix()}", check=False)
+    if not text:  # the base has no params.yaml yet: the first change brings the first rules
+        return own, None
+    try:
+        theirs = GatesConfig.model_validate(yaml.safe_load(text)["gates"])
+    except (yaml.YAMLError, KeyError, TypeError, ValidationError):
+        return own, None
+    if theirs == own:
+        return own, None
+    return theirs, (
+        "This change edits the gate rules (conf/gates): the base's rules were applied. The new rules"
+        " take effect once the rules' owners (CODEOWNERS) approve the change and it is merged."
+    )
 
 
 def compare(base: str, params_file: Path, out_dir: Path) -> int:
     params = read_params(params_file)
-    gates = section(params, "gates", GatesConfig, params_file)
+    own = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
+    gates, rules_note = base_rules(base_rev, params_file, own)
     values = metric_values(base_rev)
     checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
     params_diff = dvc_json("params", "diff", base_rev)
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(params_diff)}
+    notes = [rules_note] if rules_note else []
     if not git("ls-files", "dvc.lock", check=False):
-        context["note"] = "No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report."
+        notes.append("No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report.")
+    context["note"] = " ".join(notes)
+    context["rules_changed"] = "true" if rules_note else ""
     prompts_dir = params.get("paths", {}).get("prompts")
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)

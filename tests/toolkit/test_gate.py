@@ -245,6 +245,29 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     assert "error: gate: base 'nowhere' is not a known revision" in capsys.readouterr().err
 
 
+def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: dict, save_params, capsys) -> None:
+    subprocess.run(["dvc", "init", "-q"], check=True)
+    Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n")
+    params["gates"]["rules"] = [{"metric": "reports/metrics.json:accuracy", "direction": "higher", "min": 0.9}]
+    params_file = save_params()
+    metrics = Path("reports/metrics.json")
+    metrics.parent.mkdir()
+    metrics.write_text(json.dumps({"accuracy": 0.95}))
+    repo("add", "-A")
+    repo("commit", "-q", "-m", "base")
+    repo("checkout", "-q", "-b", "loosen")
+    metrics.write_text(json.dumps({"accuracy": 0.80}))
+    params["gates"]["rules"][0]["min"] = 0.5  # the change lowers the floor it would fail
+    save_params()
+    repo("commit", "-q", "-am", "Lower the floor")
+
+    assert gate.compare("main", params_file, Path("reports/gate")) == 1
+    assert "0.8 < min 0.9" in capsys.readouterr().err
+    report = Path("reports/gate/report.md").read_text()
+    assert "This change edits the gate rules (conf/gates): the base's rules were applied." in report
+    assert json.loads(Path("reports/gate/checks.json").read_text())["rules_changed"] is True
+
+
 class Notes(BaseHTTPRequestHandler):
     """A loopback stand-in for GitLab's merge-request notes API."""
 
