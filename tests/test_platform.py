@@ -205,7 +205,8 @@ def test_fresh_clone_pulls_from_s3_and_reproduces_nothing(
        env=env)  # fmt: skip
     sh(clone, "make", "check-lock", env=env)
     warm = sh(clone, "make", "repro-ci", env=env)
-    assert ran(warm.stdout) == [], "no stage is recomputed: the lock matches and S3 has the outputs and run-cache"
+    # Nothing is rebuilt from S3's outputs and run-cache; only the metrics are recomputed, as CI never trusts them
+    assert sorted(ran(warm.stdout)) == ["evaluate", "prompt_evaluate@summarize_ticket", "prompt_evaluate@triage_ticket"]
     sh(clone, "dvc", "pull", env=env)
     assert (clone / "models" / "model.joblib").read_bytes() == (alpha / "models" / "model.joblib").read_bytes()
     record = "reports/registration.json"
