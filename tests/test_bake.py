@@ -54,7 +54,7 @@ BASE_FILES = {
     ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
     "Makefile", "README.md",
     "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml", "conf/policy/default.yaml",
-    "conf/deploy/default.yaml", "Dockerfile", ".dockerignore",
+    "conf/deploy/default.yaml", "conf/monitor/default.yaml", "Dockerfile", ".dockerignore",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
