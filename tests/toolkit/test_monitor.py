@@ -148,3 +148,18 @@ def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
     with capsys.disabled():
         print(f"\nmonitor: 100k logged rows in 5 windows checked in {elapsed:.2f} s (model load and report included)")
     assert json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())["rows"] == 20_000
+
+
+def test_rehearsal_raises_retraining_only_for_shifted_traffic(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    draw(1000, 9).to_parquet(deployed.root / "data" / "prepared" / "test.parquet")
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file)]) == 0
+    out = capsys.readouterr().out
+    assert "5 windows of 1000 rows from the test split, unshifted; 0 failed" in out and "0 breach(es)" in out
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "f1:+2sd"]) == RETRAIN_EXIT
+    out = capsys.readouterr().out
+    assert "f1 shifted by +2 sd" in out and "5 breach(es)" in out and "tagged" not in out
+    page = (deployed.root / "reports" / "monitor" / "rehearsal" / "report.html").read_text()
+    assert "f1: normed Wasserstein distance" in page
+    assert not (deployed.root / "reports" / "monitor" / "metrics.json").exists()  # production reports untouched
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "nope:+2sd"]) == 1

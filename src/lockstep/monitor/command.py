@@ -68,7 +68,7 @@ def tag_versions(lock: dict[str, Any], tags: dict[str, str]) -> list[str]:
     return [f"{name}/{version}" for name, version in versions]
 
 
-def monitor(params_file: Path, now: float | None = None, registry: bool = True) -> int:
+def monitor(params_file: Path, now: float | None = None, registry: bool = True, cfg: Any = None) -> int:
     import time
 
     import pandas as pd
@@ -80,7 +80,7 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True) 
     from lockstep.serve.config import deploy_config
     from lockstep.serve.lock import read_lock
 
-    cfg = monitor_config(params_file) or MonitorConfig()
+    cfg = cfg or monitor_config(params_file) or MonitorConfig()
     params = read_params(params_file)
     if not cfg.log.exists():
         raise StageError(f"no inference log at {cfg.log}: serve with conf/monitor (make serve) first")

@@ -220,6 +220,7 @@ class Service:
             self.pii = PIIDetection()
         self.shadow = ThreadPoolExecutor(max_workers=2) if self.deploy.shadow and "canary" in self.variants else None
         self.log: Any = None  # conf/monitor's inference log, when the project has one
+        self.clock = time.time  # the log's timestamps; a rehearsal replaces it with a virtual clock
         if monitor is not None:
             from lockstep.monitor.log import InferenceLog
 
@@ -234,7 +235,7 @@ class Service:
         if self.log is None:
             return
         self.log.record(
-            ts=time.time(), deploy_id=self.deploy_id, variant=arm, endpoint=endpoint, model_name=v.model_ref["name"],
+            ts=self.clock(), deploy_id=self.deploy_id, variant=arm, endpoint=endpoint, model_name=v.model_ref["name"],
             model_version=v.model_ref["version"], latency_ms=(time.perf_counter() - start) * 1000, **fields,
         )  # fmt: skip
 
