@@ -163,3 +163,32 @@ def test_rehearsal_raises_retraining_only_for_shifted_traffic(deployed: Deployed
     assert "f1: normed Wasserstein distance" in page
     assert not (deployed.root / "reports" / "monitor" / "metrics.json").exists()  # production reports untouched
     assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "nope:+2sd"]) == 1
+
+
+def test_prompt_answers_are_judged_against_the_golden_set_baseline(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    log_windows(deployed, [0])
+    report = deployed.root / "reports" / "prompts" / "summarize_ticket"
+    report.mkdir(parents=True)
+    (report / "metrics.json").write_text(json.dumps({"pii_leak_rate": 0.0}))
+    golden = deployed.root / "data" / "prompt_outputs"
+    golden.mkdir(parents=True)
+    lines = [json.dumps({"id": i, "output": "The parcel never arrived and the customer asks where it is."})
+             for i in range(10)]  # fmt: skip
+    (golden / "summarize_ticket.jsonl").write_text("\n".join(lines))
+    log = InferenceLog(deployed.root / "monitor" / "inference.db")
+    latest = (time.time() // WINDOW_S - 1) * WINDOW_S
+    for i in range(40):
+        pii = i % 4 == 0  # 25 % of the answers leak PII; the golden set leaks none
+        answer = "Call 555-123-4567 about the parcel that never arrived." if pii else "The parcel never arrived, ask."
+        quality = ["pii"] if pii else []
+        log.record(ts=latest + 100 + i, variant="stable", endpoint="prompt", prompt_name="summarize_ticket",
+                   prompt_version=1, inputs={"ticket": "t"}, outputs=answer, quality=quality)  # fmt: skip
+    log.close()
+    assert cli.main(["monitor", "--params", str(deployed.params_file), "--no-registry"]) == 0  # 1 breach of 2 needed
+    metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
+    summary = metrics["prompts"]["summarize_ticket"]
+    assert summary["answers"] == 40 and summary["pii_rate"] == 0.25 and summary["failing"] == ["pii_rate"]
+    assert summary["answer_words_baseline"] == 11 and summary["refusal_rate"] == 0
+    assert metrics["failing"] == ["prompt:summarize_ticket:pii_rate"] and metrics["breaches"] == 1
+    assert "[PII:phone]" in (deployed.root / "monitor" / "inference.db").read_bytes().decode(errors="replace")

@@ -100,3 +100,37 @@ def retrain_due(breaches: list[bool], n: int, m: int) -> bool:
     """At least n of the last m windows breach, and the latest does (oldest first)."""
     last = breaches[-m:]
     return bool(last) and last[-1] and sum(last) >= n
+
+
+def prompt_quality(
+    answers: list[dict[str, Any]], baseline: dict[str, Any], golden_outputs: list[str], t: Any
+) -> dict[str, Any]:
+    """One prompt's logged answers (records of the inference log) against its golden-set baseline:
+    mean answer length in words, refusal, schema-failure and PII rates; the signals that fail."""
+    from lockstep.serve.app import REFUSAL
+
+    n = len(answers)
+    rate = lambda kinds: sum(any(k in (a["quality"] or []) for k in kinds) for a in answers) / n  # noqa: E731
+    words = float(np.mean([len(str(a["outputs"] or "").split()) for a in answers]))
+    base_words = float(np.mean([len(o.split()) for o in golden_outputs])) if golden_outputs else None
+    base_refusal = sum(bool(REFUSAL.search(o)) for o in golden_outputs) / len(golden_outputs) if golden_outputs else 0.0
+    result = {
+        "answers": n,
+        "answer_words": round(words, 2),
+        "answer_words_baseline": None if base_words is None else round(base_words, 2),
+        "refusal_rate": round(rate(["refusal"]), 4),
+        "refusal_rate_baseline": round(base_refusal, 4),
+        "schema_failure_rate": round(rate(["empty", "invalid", "schema"]), 4),
+        "pii_rate": round(rate(["pii"]), 4),
+        "pii_rate_baseline": float(baseline.get("pii_leak_rate", 0.0)),
+    }
+    failing = []
+    if base_words and abs(words / base_words - 1) > t.max_length_change:
+        failing.append("answer_length")
+    if result["refusal_rate"] - base_refusal > t.max_refusal_increase:
+        failing.append("refusal_rate")
+    if result["schema_failure_rate"] > t.max_schema_failure_increase:  # the golden set's answers all parse
+        failing.append("schema_failure_rate")
+    if result["pii_rate"] - result["pii_rate_baseline"] > t.max_pii_increase:
+        failing.append("pii_rate")
+    return result | {"failing": failing}

@@ -56,6 +56,30 @@ def reference_predictions(params_file: Path, lock: dict[str, Any], features: Any
     return pd.Series(out.tolist() if hasattr(out, "tolist") else list(out), name="prediction")
 
 
+def prompt_checks(cfg: Any, params: dict[str, Any], since: float, until: float) -> dict[str, Any]:
+    """Each prompt's logged answers in [since, until) against its golden-set baseline."""
+    from lockstep.monitor.checks import prompt_quality
+    from lockstep.monitor.log import read_log
+
+    paths = params.get("paths", {})
+    reports = Path(paths.get("prompt_reports", "reports/prompts"))
+    outputs = Path(paths.get("prompt_outputs", "data/prompt_outputs"))
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for record in read_log(cfg.log, since, until):
+        if record["endpoint"] == "prompt" and record["variant"] != "shadow" and not record["error"]:
+            by_name.setdefault(record["prompt_name"], []).append(record)
+    results = {}
+    for name, answers in sorted(by_name.items()):
+        if len(answers) < cfg.prompts.min_answers:
+            continue
+        metrics_file, golden = reports / name / "metrics.json", outputs / f"{name}.jsonl"
+        baseline = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.exists() else {}
+        lines = golden.read_text(encoding="utf-8").splitlines() if golden.exists() else []
+        golden_outputs = [str(json.loads(line).get("output", "")) for line in lines if line.strip()]
+        results[name] = prompt_quality(answers, baseline, golden_outputs, cfg.prompts)
+    return results
+
+
 def tag_versions(lock: dict[str, Any], tags: dict[str, str]) -> list[str]:
     """The monitor's tags on every model version the lock serves; the versions tagged."""
     from lockstep.tracking import mlflow_client
@@ -108,6 +132,11 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
         else:
             window["breach"] = False
         windows.append(window)
+    prompts = prompt_checks(cfg, params, latest * cfg.window_s, (latest + 1) * cfg.window_s)
+    prompt_failing = [f"prompt:{name}:{signal}" for name, r in prompts.items() for signal in r["failing"]]
+    if prompt_failing:
+        windows[-1]["failing"] = [*windows[-1].get("failing", []), *prompt_failing]
+        windows[-1]["breach"] = True
     breaches = [w["breach"] for w in windows]
     retrain = retrain_due(breaches, cfg.breaches_n, cfg.windows_m)
     judged = [w for w in windows if w["judged"]]
@@ -115,11 +144,12 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
     summary = {
         "last_check": _iso(now), "windows": len(windows), "windows_judged": len(judged), "breaches": sum(breaches),
         "breaches_n": cfg.breaches_n, "retrain": retrain, "drift_share": last["drift_share"],
-        "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": last["failing"],
+        "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": windows[-1].get("failing", []),
         "drifted_features": last.get("drifted_features", []),
     }  # fmt: skip
     cfg.out.mkdir(parents=True, exist_ok=True)
     metrics = {k: v for k, v in summary.items() if k not in ("last_check",)}
+    metrics["prompts"] = prompts
     metrics["features"] = {n: {"statistic": f["statistic"], "value": round(f["value"], 6), "drifted": f["drifted"]}
                            for n, f in last.get("features", {}).items()}  # fmt: skip
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -128,7 +158,7 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
         cfg.out / "report.html", summary, windows, reference, ref_predictions,
         current[latest_mask].drop(columns="_ts"), predictions[latest_mask], cfg.drift.categorical_max_unique,
     )  # fmt: skip
-    failing = ",".join(last["failing"]) or "none"
+    failing = ",".join(summary["failing"]) or "none"
     tagged = []
     if registry:
         tags = {"monitor.drift_share": str(last["drift_share"]), "monitor.last_check": summary["last_check"],

@@ -26,6 +26,16 @@ class DriftThresholds(_Strict):
     categorical_max_unique: int = Field(default=5, ge=1)  # numeric columns with at most this many values
 
 
+class PromptThresholds(_Strict):
+    """A prompt's answers in the latest window against its golden-set baseline (reports/prompts)."""
+
+    min_answers: int = Field(default=20, gt=0)  # fewer logged answers of a prompt: not judged
+    max_length_change: float = Field(default=0.5, ge=0)  # mean answer words vs the golden outputs', relative
+    max_refusal_increase: float = Field(default=0.05, ge=0)  # share of answers that refuse, minus the baseline's
+    max_schema_failure_increase: float = Field(default=0.05, ge=0)  # empty, invalid or schema-failing answers
+    max_pii_increase: float = Field(default=0.0, ge=0)  # answers with PII, minus the golden set's pii_leak_rate
+
+
 class MonitorConfig(_Strict):
     """conf/monitor: what the service logs, and how `lockstep monitor` judges the windows."""
 
@@ -40,6 +50,7 @@ class MonitorConfig(_Strict):
     breaches_n: int = Field(default=2, gt=0)  # retrain when at least N ...
     windows_m: int = Field(default=5, gt=0)  # ... of the last M windows breach, the latest included
     drift: DriftThresholds = DriftThresholds()
+    prompts: PromptThresholds = PromptThresholds()
 
 
 def monitor_config(params_file: Path) -> MonitorConfig | None:
