@@ -53,9 +53,7 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
         test[feature] = test[feature] + amount * scale
     for path in (cfg.log, cfg.log.with_name(cfg.log.name + "-wal"), cfg.log.with_name(cfg.log.name + "-shm")):
         path.unlink(missing_ok=True)
-    app, service = build(params_file, lock_file)
-    if service.log is not None:
-        service.log.close()
+    app, service = build(params_file, lock_file, log=False)
     service.log = InferenceLog(cfg.log, 1.0, cfg.queue_size, service.metrics.log_dropped.inc)
     rows = max(cfg.min_rows, len(test))
     clock: dict[str, Any] = {"now": 0.0}

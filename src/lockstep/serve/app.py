@@ -441,8 +441,10 @@ def build(
     weight: float = 0.0,
     inject: str | None = None,
     admin_token: str | None = None,
+    log: bool = True,
 ) -> tuple[Any, Service]:
-    """The app of a project: its params, its lock, its hooks module; the admin token, else $LOCKSTEP_ADMIN_TOKEN."""
+    """The app of a project: its params, its lock, its hooks module; the admin token, else $LOCKSTEP_ADMIN_TOKEN.
+    log=False: no inference log (staging and rehearsals keep their traffic out of production's)."""
     from lockstep.monitor.config import monitor_config
     from lockstep.serve.config import deploy_config
     from lockstep.serve.lock import read_lock
@@ -452,7 +454,7 @@ def build(
     llm = section(params, "llm", LLMConfig, params_file) if "llm" in params else None
     hooks = importlib.import_module(deploy.app) if deploy.app else None
     lock = read_lock(lock_file or deploy.lock_file)
-    service = Service(lock, llm, deploy, weight, inject, hooks, monitor=monitor_config(params_file))
+    service = Service(lock, llm, deploy, weight, inject, hooks, monitor=monitor_config(params_file) if log else None)
     return create_app(service, admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None), service
 
 
