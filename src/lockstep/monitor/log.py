@@ -72,9 +72,12 @@ class InferenceLog:
         self._lock = threading.Lock()
         self._patterns = pii_patterns()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(self.path) as db:
+        db = sqlite3.connect(self.path)
+        try:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        finally:
+            db.close()
         self.thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         if start:
             self.thread.start()
@@ -152,9 +155,12 @@ def read_log(path: Path, since: float | None = None, until: float | None = None)
         query, args = query + " AND ts >= ?", [*args, since]
     if until is not None:
         query, args = query + " AND ts < ?", [*args, until]
-    with sqlite3.connect(path) as db:
+    db = sqlite3.connect(path)
+    try:
         db.row_factory = sqlite3.Row
         rows = [dict(r) for r in db.execute(query + " ORDER BY ts, id", args)]
+    finally:
+        db.close()
     for row in rows:
         for column in ("inputs", "outputs", "quality"):
             row[column] = json.loads(row[column]) if row[column] is not None else None
