@@ -54,7 +54,7 @@ BASE_FILES = {
     ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
     "Makefile", "README.md",
     "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml", "conf/policy/default.yaml",
-    "conf/deploy/default.yaml", "Dockerfile", ".dockerignore",
+    "conf/deploy/default.yaml", "conf/monitor/default.yaml", "Dockerfile", ".dockerignore",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
@@ -63,7 +63,9 @@ BASE_FILES = {
     "policies/project.rego", "policies/project_test.rego",
     "tests/conftest.py", "tests/test_params.py", "tests/test_policies.py", "tests/test_stages.py",
 }  # fmt: skip
-GITHUB_FILES = {".github/workflows/pipeline.yml", ".github/dependabot.yml", "CODEOWNERS"}
+GITHUB_FILES = {
+    ".github/workflows/pipeline.yml", ".github/workflows/monitor.yml", ".github/dependabot.yml", "CODEOWNERS",
+}  # fmt: skip
 GITLAB_FILES = {".gitlab-ci.yml", "renovate.json", "CODEOWNERS"}
 LLM_FILES = {
     "prompts/summarize_ticket.yaml", "prompts/triage_ticket.yaml",
@@ -139,7 +141,8 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
     for name, path in params["paths"].items():
         repeats = [s for s in scalars if s == path or s.startswith(f"{path}/")]
         assert not repeats, f"dvc.yaml repeats paths.{name} ({path}) in {repeats}; refer to it as ${{paths.{name}}}"
-    schemas = {".github/workflows/pipeline.yml": ["vendor.github-workflows"], ".gitlab-ci.yml": ["vendor.gitlab-ci",
+    schemas = {".github/workflows/pipeline.yml": ["vendor.github-workflows"],
+               ".github/workflows/monitor.yml": ["vendor.github-workflows"], ".gitlab-ci.yml": ["vendor.gitlab-ci",
                "--data-transform", "gitlab-ci"]}  # fmt: skip
     for ci_file, schema in schemas.items():
         if (project / ci_file).exists():

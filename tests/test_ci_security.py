@@ -236,3 +236,29 @@ def test_review_and_update_configuration(baked, ci: str) -> None:
         assert "gitlabci" in renovate["enabledManagers"]
     else:
         assert not (project / "renovate.json").exists()
+
+
+@pytest.mark.parametrize("remote", ["none", "s3"])
+def test_monitor_workflow_requests_retraining_through_a_pull_request(baked, remote: str) -> None:
+    text = (baked("both", remote) / ".github" / "workflows" / "monitor.yml").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(text)
+    assert workflow["permissions"] == {} and set(workflow[True]) == {"schedule", "workflow_dispatch"}  # `on:`
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"monitor", "retrain"}
+    assert jobs["monitor"]["permissions"] == {"contents": "read"}
+    assert "make monitor" in "\n".join(runs(jobs["monitor"]))
+    retrain = jobs["retrain"]
+    assert retrain["needs"] == "monitor" and "retrain == 'true'" in retrain["if"]
+    assert retrain["permissions"] == {"contents": "write", "pull-requests": "write"}
+    script = "\n".join(runs(retrain))
+    assert "make repro-ci" in script and "gh pr create" in script
+    for job in jobs.values():
+        assert job["environment"] == "production"
+        for s in runs(job):
+            assert "${{" not in s
+    uses = [line.split("uses:", 1)[1].strip() for line in text.splitlines() if "uses:" in line]
+    assert uses and all(SHA_PIN.match(u) for u in uses)
+    gitlab = yaml.safe_load((baked("both", remote) / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert gitlab["monitor"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
+    assert gitlab["monitor"]["allow_failure"] == {"exit_codes": [4]}
+    assert gitlab["main"]["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}

@@ -3,7 +3,8 @@
 Each subcommand imports what it needs when it runs, so `lockstep --help` starts at once
 (pre-commit hooks call it). Exit status: 0 done, 1 a check failed, a policy denied, or the input
 is bad (one `error:` line says what and how to fix it), 2 the gate could not compare at all,
-3 a promotion is pending a person's review (`lockstep policy eval`, `lockstep promote`).
+3 a promotion is pending a person's review (`lockstep policy eval`, `lockstep promote`), 4 the monitor
+requests retraining (`lockstep monitor`: reports/monitor/retrain.json).
 """
 
 from __future__ import annotations

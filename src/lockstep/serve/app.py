@@ -153,6 +153,13 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.weight = Gauge("lockstep_canary_weight", "Share of cohorts on the canary, %", registry=self.registry)
+        self.log_dropped = Counter(
+            "lockstep_inference_log_dropped", "Inference log records dropped (queue full or write failed)",
+            registry=self.registry,
+        )  # fmt: skip
+
+
+REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I won't|I'm sorry|As an AI)\b", re.IGNORECASE)
 
 
 def quality_failures(text: str, schema: dict[str, Any] | None, pii: Any) -> list[str]:
@@ -186,6 +193,7 @@ class Service:
         inject: str | None = None,
         hooks: Any = None,
         check_pii: bool = True,
+        monitor: Any = None,
     ) -> None:
         import mlflow
 
@@ -211,6 +219,25 @@ class Service:
 
             self.pii = PIIDetection()
         self.shadow = ThreadPoolExecutor(max_workers=2) if self.deploy.shadow and "canary" in self.variants else None
+        self.log: Any = None  # conf/monitor's inference log, when the project has one
+        self.clock = time.time  # the log's timestamps; a rehearsal replaces it with a virtual clock
+        if monitor is not None:
+            from lockstep.monitor.log import InferenceLog
+
+            self.log = InferenceLog(monitor.log, monitor.sample_rate, monitor.queue_size, self.metrics.log_dropped.inc)
+
+    def close(self) -> None:
+        """Write the queued log records and stop the writer."""
+        if self.log is not None:
+            self.log.close()
+
+    def _record(self, arm: str, endpoint: str, v: Variant, start: float, **fields: Any) -> None:
+        if self.log is None:
+            return
+        self.log.record(
+            ts=self.clock(), deploy_id=self.deploy_id, variant=arm, endpoint=endpoint, model_name=v.model_ref["name"],
+            model_version=v.model_ref["version"], latency_ms=(time.perf_counter() - start) * 1000, **fields,
+        )  # fmt: skip
 
     def set_weight(self, weight: float) -> None:
         if not 0 <= weight <= 100:
@@ -253,6 +280,7 @@ class Service:
 
         v = self.variants[variant]
         arm = arm or variant
+        start = time.perf_counter()
 
         def run() -> list[Any]:
             v.faults.apply()
@@ -262,9 +290,16 @@ class Service:
             values = [x.item() if hasattr(x, "item") else x for x in (out.tolist() if hasattr(out, "tolist") else out)]
             if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in values):
                 self.metrics.quality.labels(arm, "invalid").inc()
+                quality.append("invalid")
             return values
 
-        predictions = self._observe(arm, "predict", run)
+        quality: list[str] = []
+        try:
+            predictions = self._observe(arm, "predict", run)
+        except Exception as exc:
+            self._record(arm, "predict", v, start, inputs=rows, quality=quality, error=f"{type(exc).__name__}: {exc}")
+            raise
+        self._record(arm, "predict", v, start, inputs=rows, outputs=predictions, quality=quality)
         return {"predictions": predictions, "variant": variant, "deploy_id": self.deploy_id, **v.versions()}
 
     def answer(self, variant: str, name: str, variables: dict[str, Any], arm: str | None = None) -> dict[str, Any]:
@@ -273,6 +308,8 @@ class Service:
         if name not in v.prompts:
             raise KeyError(name)
         prompt = v.prompts[name]
+        start = time.perf_counter()
+        quality: list[str] = []
 
         def run() -> Any:
             v.faults.apply()
@@ -285,12 +322,21 @@ class Service:
             self.metrics.tokens.labels(arm, "output").inc(reply.output_tokens)
             for kind in quality_failures(reply.text, prompt.response_format, self.pii):
                 self.metrics.quality.labels(arm, kind).inc()
+                quality.append(kind)
+            if REFUSAL.search(reply.text):
+                quality.append("refusal")  # logged for the monitor; not a canary failure
             return reply
 
         missing = set(prompt.input_variables) - set(variables)
         if missing:
             raise StageError(f"prompt {name}: no value for variable(s) {', '.join(sorted(missing))}")
-        reply = self._observe(arm, "prompt", run)
+        logged = {"prompt_name": name, "prompt_version": v.prompt_refs[name]["version"], "inputs": variables}
+        try:
+            reply = self._observe(arm, "prompt", run)
+        except Exception as exc:
+            self._record(arm, "prompt", v, start, quality=quality, error=f"{type(exc).__name__}: {exc}", **logged)
+            raise
+        self._record(arm, "prompt", v, start, outputs=reply.text, quality=quality, **logged)
         return {
             "answer": reply.text,
             "variant": variant,
@@ -395,8 +441,11 @@ def build(
     weight: float = 0.0,
     inject: str | None = None,
     admin_token: str | None = None,
+    log: bool = True,
 ) -> tuple[Any, Service]:
-    """The app of a project: its params, its lock, its hooks module; the admin token, else $LOCKSTEP_ADMIN_TOKEN."""
+    """The app of a project: its params, its lock, its hooks module; the admin token, else $LOCKSTEP_ADMIN_TOKEN.
+    log=False: no inference log (staging and rehearsals keep their traffic out of production's)."""
+    from lockstep.monitor.config import monitor_config
     from lockstep.serve.config import deploy_config
     from lockstep.serve.lock import read_lock
 
@@ -405,7 +454,7 @@ def build(
     llm = section(params, "llm", LLMConfig, params_file) if "llm" in params else None
     hooks = importlib.import_module(deploy.app) if deploy.app else None
     lock = read_lock(lock_file or deploy.lock_file)
-    service = Service(lock, llm, deploy, weight, inject, hooks)
+    service = Service(lock, llm, deploy, weight, inject, hooks, monitor=monitor_config(params_file) if log else None)
     return create_app(service, admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None), service
 
 
@@ -428,7 +477,10 @@ def serve(params_file: Path, host: str, port: int, lock_file: Path | None, weigh
     versions = ", ".join(f"{n}={json.dumps(v.versions(), sort_keys=True)}" for n, v in service.variants.items())
     print(f"serve: deploy {service.deploy_id} on {where} weight {service.weight:g}% {versions}", flush=True)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=10)
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        service.close()
     return 0
 
 

@@ -352,7 +352,7 @@ def rehearsal(params_file: Path, lock_file: Path | None, inject: str | None) -> 
     deploy = deploy_config(params_file)
     deploy = deploy.model_copy(update={"window_s": deploy.rehearsal_window_s})
     token = secrets.token_hex(16)
-    app, service = build(params_file, lock_file, 0.0, inject, admin_token=token)
+    app, service = build(params_file, lock_file, 0.0, inject, admin_token=token, log=False)
     record = Path("reports/canary-rehearsal.jsonl")
     record.unlink(missing_ok=True)
 

@@ -57,6 +57,19 @@ def _rehearsal(args: argparse.Namespace) -> int:
     return rehearsal(args.params, args.lock, args.inject)
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from lockstep.monitor.command import monitor
+
+    return monitor(args.params, registry=not args.no_registry)
+
+
+def _monitor_rehearsal(args: argparse.Namespace) -> int:
+    _needs_serve_extra()
+    from lockstep.monitor.rehearsal import rehearsal
+
+    return rehearsal(args.params, args.shift, args.lock)
+
+
 def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     lock_help = "deploy lock file (default: conf/deploy lock_file, deploy.lock.json)"
     sub = command("deploy", _lock, "resolve champion and challenger to numeric versions in the deploy lock")
@@ -81,3 +94,10 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sub = command("canary-rehearsal", _rehearsal, "serve on loopback, drive traffic, run the canary to its decision")
     sub.add_argument("--lock", type=Path, default=None, help=lock_help)
     sub.add_argument("--inject", default=os.environ.get("INJECT") or None, help="latency=300ms or errors=5%%")
+    sub = command("monitor", _monitor, "judge the inference log's windows for drift; tag the served versions;"
+                  " exit 4 with reports/monitor/retrain.json when retraining is due")  # fmt: skip
+    sub.add_argument("--no-registry", action="store_true", help="leave the registry's tags alone")
+    sub = command("monitor-rehearsal", _monitor_rehearsal, "serve on loopback, send windows of test-split traffic"
+                  " (shifted with --shift), judge them as monitor does")  # fmt: skip
+    sub.add_argument("--shift", default=os.environ.get("SHIFT") or None, help="FEATURE:+Nsd, e.g. f1:+2sd")
+    sub.add_argument("--lock", type=Path, default=None, help=lock_help)

@@ -119,7 +119,7 @@ def staging(params_file: Path, lock_file: Path | None = None) -> int:
 
     params = read_params(params_file)
     paths = section(params, "paths", PathsConfig, params_file) if "paths" in params else None
-    app, service = build(params_file, lock_file)
+    app, service = build(params_file, lock_file, log=False)
     variant = "canary" if "canary" in service.variants else "stable"
     service.set_weight(100 if variant == "canary" else 0)
     v = service.variants[variant]

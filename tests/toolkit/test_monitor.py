@@ -1,0 +1,194 @@
+"""`lockstep monitor`: windows of logged traffic against the training reference. Traffic drawn
+like the training data raises no retraining request over many windows (the false-alarm rate is
+measured and printed); shifted traffic raises one within the configured windows; the tags land
+on the served versions; the HTML report names the drifted feature and its statistic."""
+
+# ruff: noqa: F811  (the shared fixtures are imported by name)
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lockstep import cli
+from lockstep.monitor.checks import feature_drift, psi, retrain_due, window_drift
+from lockstep.monitor.command import RETRAIN_EXIT
+from lockstep.monitor.config import DriftThresholds
+from lockstep.monitor.log import InferenceLog
+
+from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
+
+WINDOW_S = 3600.0
+ROWS_PER_WINDOW = 1000  # normed Wasserstein's sampling noise at 200 rows is ~0.07, near its 0.1 threshold
+
+
+def draw(n: int, seed: int, shift: float = 0.0, noise: int = 1) -> pd.DataFrame:
+    """The training data's process: f1 separates the classes, f2.. are noise; shift moves f1 by that many sd."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    f1 = labels * 3 - 1.5 + rng.normal(0, 1, n)
+    columns = {"f1": f1 + shift * f1.std()} | {f"f{i + 2}": rng.normal(0, 1, n) for i in range(noise)}
+    return pd.DataFrame(columns | {"y": labels})
+
+
+def test_statistics_follow_the_reference_size() -> None:
+    t = DriftThresholds()
+    small, large = draw(500, 1), draw(5000, 2)
+    assert feature_drift(small["f1"], draw(200, 3)["f1"], t)["statistic"] == "Kolmogorov-Smirnov p-value"
+    assert feature_drift(small["y"], draw(200, 3)["y"], t)["statistic"] == "chi-square p-value"
+    assert feature_drift(large["f1"], draw(200, 3)["f1"], t)["statistic"] == "normed Wasserstein distance"
+    assert feature_drift(large["y"], draw(200, 3)["y"], t)["statistic"] == "Jensen-Shannon distance"
+    assert feature_drift(large["f1"], draw(200, 3, shift=2)["f1"], t)["drifted"]
+    assert psi(large["y"], large["y"], 5) == pytest.approx(0)
+    assert psi(large["y"], pd.Series([1] * 90 + [0] * 10), 5) > 0.2
+    cases = ([True], [True, False], [False, True, True], [True, False, False, False, False, False, True])
+    assert [retrain_due(list(b), 2, 5) for b in cases] == [False, False, True, False]
+
+
+@pytest.mark.parametrize(("reference_rows", "noise"), [(800, 9), (5000, 1)])
+def test_unshifted_traffic_raises_no_retraining_and_shifted_traffic_does(reference_rows: int, noise: int, capsys):
+    """200 windows unshifted, then f1 moved by +2 sd: retraining requests before and after the shift.
+    800 rows: K-S on 10 features (each false-alarms 5 % of windows; dataset drift needs half of them);
+    5000 rows: normed Wasserstein on 2 features."""
+    t = DriftThresholds()
+    reference = draw(reference_rows, 0, noise=noise)
+    features, ref_pred = reference.drop(columns="y"), (reference["f1"] > 0).astype(int)
+    breaches, requests, first, shifted_at, windows = [], 0, None, 200, 210
+    for w in range(windows):
+        window = draw(ROWS_PER_WINDOW, 1000 + w, 2.0 if w >= shifted_at else 0.0, noise=noise)
+        result = window_drift(features, ref_pred, window.drop(columns="y"), (window["f1"] > 0).astype(int), t)
+        breaches.append(result["breach"])
+        if retrain_due(breaches, 2, 5):
+            requests += w < shifted_at
+            first = w if first is None and w >= shifted_at else first
+    breach_rate = sum(breaches[:shifted_at]) / shifted_at
+    with capsys.disabled():
+        print(f"\nreference {reference_rows} rows, {noise + 1} features, windows of {ROWS_PER_WINDOW}: unshifted"
+              f" windows breaching {breach_rate:.1%}, retraining requests {requests} in {shifted_at} windows;"
+              f" f1 +2 sd: first request {first - shifted_at + 1} window(s) after the shift")  # fmt: skip
+    assert requests == 0
+    assert first is not None and first - shifted_at < 5  # within M windows of the shift
+
+
+def project(d: Deployed, reference_rows: int = 5000) -> None:
+    params = yaml.safe_load(d.params_file.read_text())
+    params["monitor"] = {"log": "monitor/inference.db", "target": "y", "window_s": WINDOW_S, "min_rows": 100}
+    d.params_file.write_text(yaml.safe_dump(params))
+    (d.root / "data" / "prepared").mkdir(parents=True)
+    draw(reference_rows, 0).to_parquet(d.root / "data" / "prepared" / "train.parquet")
+    assert cli.main(["deploy", "lock", "--params", str(d.params_file)]) == 0
+
+
+def log_windows(d: Deployed, shifts: list[float], seed: int = 100) -> None:
+    """One window of traffic per shift, as 10 requests of 100 rows each, logged as the service would."""
+    log = InferenceLog(d.root / "monitor" / "inference.db")
+    start = (time.time() // WINDOW_S - len(shifts)) * WINDOW_S
+    for w, shift in enumerate(shifts):
+        frame = draw(ROWS_PER_WINDOW, seed + w, shift)[["f1", "f2"]]
+        for r in range(10):
+            rows = frame.iloc[r * 100 : (r + 1) * 100].to_dict(orient="records")
+            log.record(ts=start + w * WINDOW_S + r, variant="stable", endpoint="predict", model_name=MODEL,
+                       model_version=1, inputs=rows, outputs=[0] * 100, quality=[])  # fmt: skip
+    log.close()
+
+
+def test_monitor_command_tags_the_served_versions_and_requests_retraining(deployed: Deployed, capsys) -> None:
+    import mlflow
+
+    project(deployed)
+    log_windows(deployed, [0, 0, 0])
+    started = time.perf_counter()
+    assert cli.main(["monitor", "--params", str(deployed.params_file)]) == 0
+    out = capsys.readouterr().out
+    assert "0 breach(es)" in out and "tagged serve_test/1, serve_test/2" in out
+    metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
+    assert metrics["retrain"] is False and metrics["features"]["f1"]["statistic"] == "normed Wasserstein distance"
+    assert not (deployed.root / "reports" / "monitor" / "retrain.json").exists()
+    # the shift starts: two breaching windows of the last five, the latest included -> retraining
+    log_windows(deployed, [2, 2], seed=200)
+    assert cli.main(["monitor", "--params", str(deployed.params_file)]) == RETRAIN_EXIT
+    elapsed = time.perf_counter() - started
+    request = json.loads((deployed.root / "reports" / "monitor" / "retrain.json").read_text())
+    assert "dataset_drift" in request["reason"] and request["versions"] == ["serve_test/1", "serve_test/2"]
+    metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
+    assert metrics["drifted_features"] == ["f1"] and metrics["breaches"] == 2
+    page = (deployed.root / "reports" / "monitor" / "report.html").read_text()
+    assert "f1: normed Wasserstein distance" in page and "data:image/png;base64," in page
+    assert "f2: normed" not in page
+    mlflow.set_tracking_uri(deployed.uri)
+    client = mlflow.MlflowClient()
+    for version in ("1", "2"):
+        tags = client.get_model_version(MODEL, version).tags
+        assert tags["monitor.failing"] == "dataset_drift" and float(tags["monitor.drift_share"]) == 0.5
+        assert tags["monitor.last_check"].startswith(time.strftime("%Y-", time.gmtime()))
+    assert elapsed < 60
+
+
+def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    log = InferenceLog(deployed.root / "monitor" / "inference.db", queue_size=1000)
+    start = (time.time() // WINDOW_S - 5) * WINDOW_S
+    frame = draw(100_000, 7)[["f1", "f2"]]
+    for r in range(1000):  # 1000 requests of 100 rows over 5 windows
+        rows = frame.iloc[r * 100 : (r + 1) * 100].to_dict(orient="records")
+        log.record(ts=start + r * 5 * WINDOW_S / 1000, variant="stable", endpoint="predict", inputs=rows,
+                   outputs=[0] * 100)  # fmt: skip
+        if log.queue.full():
+            log.flush()
+    log.close()
+    assert log.dropped == 0
+    started = time.perf_counter()
+    assert cli.main(["monitor", "--params", str(deployed.params_file), "--no-registry"]) == 0
+    elapsed = time.perf_counter() - started
+    with capsys.disabled():
+        print(f"\nmonitor: 100k logged rows in 5 windows checked in {elapsed:.2f} s (model load and report included)")
+    assert json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())["rows"] == 20_000
+
+
+def test_rehearsal_raises_retraining_only_for_shifted_traffic(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    draw(1000, 9).to_parquet(deployed.root / "data" / "prepared" / "test.parquet")
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file)]) == 0
+    out = capsys.readouterr().out
+    assert "5 windows of 1000 rows from the test split, unshifted; 0 failed" in out and "0 breach(es)" in out
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "f1:+2sd"]) == RETRAIN_EXIT
+    out = capsys.readouterr().out
+    assert "f1 shifted by +2 sd" in out and "5 breach(es)" in out and "tagged" not in out
+    page = (deployed.root / "reports" / "monitor" / "rehearsal" / "report.html").read_text()
+    assert "f1: normed Wasserstein distance" in page
+    assert not (deployed.root / "reports" / "monitor" / "metrics.json").exists()  # production reports untouched
+    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "nope:+2sd"]) == 1
+
+
+def test_prompt_answers_are_judged_against_the_golden_set_baseline(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    log_windows(deployed, [0])
+    report = deployed.root / "reports" / "prompts" / "summarize_ticket"
+    report.mkdir(parents=True)
+    (report / "metrics.json").write_text(json.dumps({"pii_leak_rate": 0.0}))
+    golden = deployed.root / "data" / "prompt_outputs"
+    golden.mkdir(parents=True)
+    lines = [json.dumps({"id": i, "output": "The parcel never arrived and the customer asks where it is."})
+             for i in range(10)]  # fmt: skip
+    (golden / "summarize_ticket.jsonl").write_text("\n".join(lines))
+    log = InferenceLog(deployed.root / "monitor" / "inference.db")
+    latest = (time.time() // WINDOW_S - 1) * WINDOW_S
+    for i in range(40):
+        pii = i % 4 == 0  # 25 % of the answers leak PII; the golden set leaks none
+        answer = "Call 555-123-4567 about the parcel that never arrived." if pii else "The parcel never arrived, ask."
+        quality = ["pii"] if pii else []
+        log.record(ts=latest + 100 + i, variant="stable", endpoint="prompt", prompt_name="summarize_ticket",
+                   prompt_version=1, inputs={"ticket": "t"}, outputs=answer, quality=quality)  # fmt: skip
+    log.close()
+    assert cli.main(["monitor", "--params", str(deployed.params_file), "--no-registry"]) == 0  # 1 breach of 2 needed
+    metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
+    summary = metrics["prompts"]["summarize_ticket"]
+    assert summary["answers"] == 40 and summary["pii_rate"] == 0.25 and summary["failing"] == ["pii_rate"]
+    assert summary["answer_words_baseline"] == 11 and summary["refusal_rate"] == 0
+    assert metrics["failing"] == ["prompt:summarize_ticket:pii_rate"] and metrics["breaches"] == 1
+    assert "[PII:phone]" in (deployed.root / "monitor" / "inference.db").read_bytes().decode(errors="replace")

@@ -1,0 +1,116 @@
+"""The inference log: every sampled request recorded with its variant, versions, latency and
+quality signals, PII redacted before it is stored; a full queue drops records, counts them, and
+never fails a request."""
+
+# ruff: noqa: F811  (the shared fixtures are imported by name)
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import yaml
+
+from lockstep import cli
+from lockstep.monitor.log import InferenceLog, read_log
+from lockstep.serve.app import Running, build
+from lockstep.serve.client import Client
+
+from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
+
+
+def with_monitor(d: Deployed, **monitor: object) -> None:
+    params = yaml.safe_load(d.params_file.read_text())
+    params["monitor"] = {"log": "monitor/inference.db", **monitor}
+    d.params_file.write_text(yaml.safe_dump(params))
+    assert cli.main(["deploy", "lock", "--params", str(d.params_file)]) == 0
+
+
+def dropped_metric(http: Client) -> float:
+    text = http.get("/metrics")[1]
+    line = next(x for x in text.splitlines() if x.startswith("lockstep_inference_log_dropped_total"))
+    return float(line.split()[-1])
+
+
+def test_requests_are_logged_with_versions_latency_and_pii_redacted(deployed: Deployed) -> None:
+    with_monitor(deployed)
+    app, service = build(deployed.params_file)
+    with Running(app) as running:
+        http = Client(running.url)
+        status, body, _ = http.post("/v1/predict", {"rows": deployed.rows}, key="user-1")
+        assert status == 200, body
+        ticket = "Write to jane.doe@example.com or call 555-123-4567 about order 42"
+        status, body, _ = http.post("/v1/prompts/summarize_ticket", {"variables": {"ticket": ticket}})
+        assert status == 200, body
+        assert dropped_metric(http) == 0
+    service.close()
+    records = read_log(deployed.root / "monitor" / "inference.db")
+    assert [r["endpoint"] for r in records] == ["predict", "prompt"]
+    predict, prompt = records
+    assert predict["variant"] == "stable" and predict["model_name"] == MODEL and predict["model_version"] == 1
+    assert predict["inputs"] == deployed.rows and predict["outputs"] == [0, 0, 0, 0]
+    assert predict["latency_ms"] > 0 and predict["deploy_id"] == service.deploy_id and predict["quality"] == []
+    assert prompt["prompt_name"] == "summarize_ticket" and prompt["prompt_version"] == 1
+    assert prompt["inputs"]["ticket"] == "Write to [PII:email] or call [PII:phone] about order 42"
+    assert prompt["outputs"] == deployed.llm.answer
+    raw = (deployed.root / "monitor" / "inference.db").read_bytes()
+    assert b"jane.doe" not in raw and b"555-123" not in raw
+
+
+def test_sampling_keeps_about_the_configured_share(deployed: Deployed) -> None:
+    with_monitor(deployed, sample_rate=0.25)
+    _app, service = build(deployed.params_file)
+    for _ in range(400):
+        service.predict("stable", deployed.rows)
+    service.close()
+    kept = len(read_log(deployed.root / "monitor" / "inference.db"))
+    assert 60 < kept < 140  # binomial(400, 0.25): mean 100, sd 8.7
+
+
+def test_a_full_queue_drops_records_without_failing_requests(deployed: Deployed, capsys) -> None:
+    with_monitor(deployed)
+    app, service = build(deployed.params_file)
+    service.log.close()
+    # a writer that has not started: the queue of 3 fills, and every record after is dropped
+    service.log = InferenceLog(
+        deployed.root / "monitor" / "stalled.db", queue_size=3, on_drop=service.metrics.log_dropped.inc, start=False
+    )
+    with Running(app) as running:
+        http = Client(running.url)
+        statuses = [http.post("/v1/predict", {"rows": deployed.rows})[0] for _ in range(20)]
+        assert statuses == [200] * 20
+        assert service.log.dropped == 17 and dropped_metric(http) == 17
+    service.log.start()
+    service.close()
+    assert service.log.written == 3 and len(read_log(deployed.root / "monitor" / "stalled.db")) == 3
+    # what the log costs a request in the service (in process, no HTTP): predict with and without it
+    timings = {}
+    for logged in (True, False):
+        service.log = InferenceLog(deployed.root / "monitor" / "timed.db", queue_size=100000) if logged else None
+        costs = []
+        for _ in range(2000):
+            t0 = time.perf_counter()
+            service.predict("stable", deployed.rows)
+            costs.append(time.perf_counter() - t0)
+        timings[logged] = [np.percentile(costs, q) * 1e3 for q in (50, 99)]
+        if logged:
+            service.log.close()
+    with capsys.disabled():
+        print(
+            f"\nservice predict p50/p99: {timings[True][0]:.3f}/{timings[True][1]:.3f} ms with the log,"
+            f" {timings[False][0]:.3f}/{timings[False][1]:.3f} ms without"
+        )
+    # staging and rehearsals build the service without the log
+    assert build(deployed.params_file, log=False)[1].log is None
+    # what the log costs a request: the record call alone, p50 and p99
+    log = InferenceLog(deployed.root / "monitor" / "bench.db", queue_size=100000)
+    costs = []
+    for _ in range(5000):
+        t0 = time.perf_counter()
+        log.record(ts=time.time(), variant="stable", endpoint="predict", inputs=deployed.rows, outputs=[0, 0, 0, 0])
+        costs.append(time.perf_counter() - t0)
+    log.close()
+    p50, p99 = (np.percentile(costs, q) * 1e6 for q in (50, 99))
+    with capsys.disabled():
+        print(f"\ninference log: record() p50 {p50:.1f} us, p99 {p99:.1f} us per request; {log.written} written")
+    assert log.written == 5000 and log.dropped == 0
