@@ -3,7 +3,9 @@ files; cruft can create and update a project (the post-generation hook is idempo
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -76,6 +78,100 @@ def test_a_project_name_without_letters_or_digits_asks_for_a_slug(tmp_path: Path
     ], result.stderr
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_every_invalid_answer_is_reported_in_one_run(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "project_slug=Bad Slug", "package_name=class", "author_email=nobody")
+    errors = [line.split(":")[1] for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and errors == [" project_slug", " package_name", " author_email"], result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("project_name=", "error: project_name: is empty; give the project a name"),
+        ("project_slug=" + "a" * 61, "error: project_slug: '" + "a" * 61 + "' is not a valid slug"),
+        ("package_name=" + "a" * 61, "error: package_name: '" + "a" * 61 + "' is not a valid Python package name"),
+    ],
+)
+def test_empty_and_over_long_names_are_refused(tmp_path: Path, answer: str, message: str) -> None:
+    result = bake_cli(tmp_path, answer)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and errors and errors[0].startswith(message), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_long_project_name_is_cut_to_a_valid_slug(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "project_name=" + "Word " * 30, "init_git=no")
+    assert result.returncode == 0, result.stderr
+    (project,) = tmp_path.iterdir()
+    assert len(project.name) <= 60 and project.name.startswith("word-word-") and not project.name.endswith("-")
+
+
+def test_an_existing_git_repository_is_left_as_it_is(tmp_path: Path) -> None:
+    # Baking over an existing checkout (cookiecutter -f): the hook must not commit into it
+    project = tmp_path / "support-insights"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "trunk"], cwd=project, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-f", "-o", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Git repository already present: left as it is" in result.stdout
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=project, capture_output=True)
+    assert head.returncode != 0, "no commit was made in the team's repository"
+    branch = subprocess.run(["git", "branch", "--show-current"], cwd=project, capture_output=True, text=True)
+    assert branch.stdout.strip() == "trunk"
+
+
+def test_without_git_the_bake_completes_and_says_what_to_do(tmp_path: Path) -> None:
+    no_git = tmp_path / "bin"  # a PATH with Python's directory only, where git is not found
+    no_git.mkdir()
+    (no_git / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(no_git)}
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path / "out"), str(ROOT)],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "git not found: run `git init -b main` and commit when it is installed" in result.stdout
+    project = tmp_path / "out" / "support-insights"
+    assert (project / "dvc.yaml").exists() and not (project / ".git").exists()
+
+
+def test_init_git_no_makes_no_repository(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "init_git=no")
+    assert result.returncode == 0, result.stderr
+    assert "Git repository" not in result.stdout and "cd support-insights" in result.stdout
+    assert not (tmp_path / "support-insights" / ".git").exists()
+
+
+LICENSES = {
+    "MIT": ("MIT License\n\nCopyright (c) {year} {author}\n", "Permission is hereby granted, free of charge"),
+    "BSD-3-Clause": ("BSD 3-Clause License\n\nCopyright (c) {year}, {author}\n", "3. Neither the name of the copyright"),
+    "Apache-2.0": ("Apache License\n", "Copyright {year} {author}\n"),
+}
+
+
+@pytest.mark.parametrize("license_id", ["MIT", "Apache-2.0", "BSD-3-Clause", "Proprietary"])
+def test_each_license_choice_writes_its_own_text(tmp_path: Path, license_id: str) -> None:
+    from packaging.licenses import canonicalize_license_expression
+
+    project = bake(tmp_path, license=license_id, author_name="Ada Lovelace", init_git="no")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    if license_id == "Proprietary":
+        assert not (project / "LICENSE").exists() and "license" not in pyproject["project"]
+        return
+    assert canonicalize_license_expression(pyproject["project"]["license"]) == license_id
+    text = (project / "LICENSE").read_text(encoding="utf-8")
+    year = datetime.datetime.now(datetime.UTC).year
+    for part in LICENSES[license_id]:
+        assert part.format(year=year, author="Ada Lovelace") in text, part
+    titles = [parts[0].split("\n")[0] for other, parts in LICENSES.items() if other != license_id]
+    assert not any(title in text for title in titles), "one license text only"
+    assert "{%" not in text and "{{" not in text
 
 FREE_TEXT = {
     "project_name": 'Tom\'s "Quoted": #1 Prøject {{ not jinja }}',
