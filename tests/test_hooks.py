@@ -79,7 +79,6 @@ def test_a_project_name_without_letters_or_digits_asks_for_a_slug(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
-
 def test_every_invalid_answer_is_reported_in_one_run(tmp_path: Path) -> None:
     result = bake_cli(tmp_path, "project_slug=Bad Slug", "package_name=class", "author_email=nobody")
     errors = [line.split(":")[1] for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -150,7 +149,7 @@ def test_init_git_no_makes_no_repository(tmp_path: Path) -> None:
 
 LICENSES = {
     "MIT": ("MIT License\n\nCopyright (c) {year} {author}\n", "Permission is hereby granted, free of charge"),
-    "BSD-3-Clause": ("BSD 3-Clause License\n\nCopyright (c) {year}, {author}\n", "3. Neither the name of the copyright"),
+    "BSD-3-Clause": ("BSD 3-Clause License\n\nCopyright (c) {year}, {author}\n", "3. Neither the name of"),
     "Apache-2.0": ("Apache License\n", "Copyright {year} {author}\n"),
 }
 
@@ -172,6 +171,7 @@ def test_each_license_choice_writes_its_own_text(tmp_path: Path, license_id: str
     titles = [parts[0].split("\n")[0] for other, parts in LICENSES.items() if other != license_id]
     assert not any(title in text for title in titles), "one license text only"
     assert "{%" not in text and "{{" not in text
+
 
 FREE_TEXT = {
     "project_name": 'Tom\'s "Quoted": #1 Prøject {{ not jinja }}',
