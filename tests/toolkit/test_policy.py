@@ -208,6 +208,12 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     assert decision["approved"] is True and decision["approval"]["reason"] == "batch use only"
     assert Path("reports/gate/report.md").read_text().count("### Promotion policy") == 1  # replaced, not appended
 
+    # --alias moves another alias on the same decision and leaves champion alone
+    assert cli.main([*promote, "--alias", "production"]) == 0
+    assert "promote: @production -> models:/toolkit_test/1, prompts:/summarize_ticket/1" in capsys.readouterr().out
+    assert int(client.get_model_version_by_alias(name, "production").version) == 1
+    assert mlflow.genai.load_prompt("prompts:/triage_ticket@production").version == 1
+
     with pytest.raises(StageError, match="--by: name the person"):
         policy.approve(params_file, " ")
 

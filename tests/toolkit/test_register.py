@@ -137,6 +137,26 @@ def test_promote_needs_a_registration_record(params_file: Path, capsys) -> None:
     assert "registration.json: not found; run the pipeline first (make repro)" in capsys.readouterr().err
 
 
+def test_promote_against_an_unreachable_server_fails_in_one_line(
+    params: dict, params_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    from http.server import HTTPServer
+
+    record = Path(params["paths"]["registration"])
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"model_name": "toolkit_test", "version": 1, "model_uri": "models:/toolkit_test/1"}))
+    closed = HTTPServer(("127.0.0.1", 0), None)
+    port = closed.server_port
+    closed.server_close()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ops:hunter2@127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert cli.main(["promote", "--params", str(params_file)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: promote: MLflow at http://ops:***@127.0.0.1:{port}: ")
+    assert line.endswith("start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db")
+    assert "hunter2" not in line
+
+
 def test_params_hash_follows_data_and_model_only(params: dict) -> None:
     before = registry.params_hash(params)
     assert registry.params_hash({**params, "register": {"alias": "other"}, "paths": {}}) == before
