@@ -61,7 +61,7 @@ BASE_FILES = {
     "src/{pkg}/__init__.py", "src/{pkg}/app.py", "src/{pkg}/stages/__init__.py",
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
     "policies/project.rego", "policies/project_test.rego",
-    "tests/conftest.py", "tests/test_params.py", "tests/test_policies.py", "tests/test_stages.py",
+    "tests/conftest.py", "tests/test_app.py", "tests/test_params.py", "tests/test_policies.py", "tests/test_stages.py",
 }  # fmt: skip
 GITHUB_FILES = {
     ".github/workflows/pipeline.yml", ".github/workflows/monitor.yml", ".github/dependabot.yml", "CODEOWNERS",

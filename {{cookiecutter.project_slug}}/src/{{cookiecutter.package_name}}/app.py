@@ -41,8 +41,9 @@ def prepare_rows(rows):
 
 def predict(csv: str, alias: str) -> list:
     """Predictions of the model registered under alias for every row of a CSV file."""
+    rows = prepare_rows(read_table(Path(csv)))
     (reg,) = load("register")
-    return list(load_model(reg.model_name, alias).predict(prepare_rows(read_table(Path(csv)))))
+    return list(load_model(reg.model_name, alias).predict(rows))
 {%- if cookiecutter.include_llm == "yes" %}
 
 
