@@ -66,6 +66,57 @@ def reproduce_and_check(project: Path, package: str) -> dict[str, float]:
     return metrics
 
 
+def would_run(project: Path) -> set[str]:
+    """What `dvc repro` would run for the work tree's changes: the stages whose own inputs changed
+    (`--dry`), and every stage downstream of them (their inputs are those stages' outputs)."""
+    first = ran(sh(project, "dvc", "repro", "--dry").stdout)
+    edges = re.findall(r'^"([^"]+)" -> "([^"]+)";$', sh(project, "dvc", "dag", "--dot").stdout, re.MULTILINE)
+    stages, frontier = set(first), list(first)
+    while frontier:
+        stage = frontier.pop()
+        for after in {b for a, b in edges if a == stage} - stages:
+            stages.add(after)
+            frontier.append(after)
+    return stages
+
+
+def check_what_re_runs_when(project: Path) -> None:
+    """The rows of docs/prompts.md's "What re-runs when" that the demo does not run for real
+    (a prompt edit and a model change are run below; a toolkit upgrade in test_bake.py)."""
+    outputs = {f"prompt_outputs@{name}" for name in ("summarize_ticket", "triage_ticket")}
+    evaluations = {f"prompt_evaluate@{name}" for name in ("summarize_ticket", "triage_ticket")}
+    model_stages = {"train", "evaluate", "register"}
+    judged = evaluations | {"register"}
+    rows = [
+        ("conf/prompts/default.yaml", "banned_phrases:", "banned_phrases:\n  - refund guaranteed", judged),
+        ("conf/prompts/default.yaml", 'registry_prefix: ""', 'registry_prefix: "team-a."', {"register"}),
+        ("conf/prompts/default.yaml", "alias: challenger", "alias: candidate", {"register"}),
+        ("conf/llm/local.yaml", "price_per_1k_input_tokens: 0.0", "price_per_1k_input_tokens: 0.1", judged),
+        ("conf/llm/local.yaml", "context_size: 2048", "context_size: 1024", outputs | evaluations | {"register"}),
+        ("conf/gates/default.yaml", "max_regression: 0.02", "max_regression: 0.05", set()),
+        ("conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.5", model_stages),
+        ("conf/data/breast_cancer.yaml", "test_size: 0.2", "test_size: 0.25", {"prepare"} | model_stages),
+    ]  # fmt: skip
+    for conf_file, old, new, expected in rows:
+        path = project / conf_file
+        assert old in path.read_text(), f"{conf_file} has no {old!r}"
+        path.write_text(path.read_text().replace(old, new, 1))
+        sh(project, "lockstep", "params")  # compose params.yaml from conf/, as `dvc exp run` does
+        assert would_run(project) == expected, f"{conf_file}: {new}"
+        sh(project, "git", "checkout", "-q", "--", ".")
+    golden = project / "data" / "golden" / "triage_ticket.jsonl"
+    original = golden.read_bytes()
+    golden.write_bytes(original + original.splitlines(keepends=True)[0])
+    assert would_run(project) == {"prompt_outputs@triage_ticket", "prompt_evaluate@triage_ticket", "register"}
+    golden.write_bytes(original)
+    raw = project / "data" / "raw" / "breast_cancer.csv"
+    original = raw.read_bytes()
+    raw.write_bytes(original + original.splitlines(keepends=True)[1])
+    assert would_run(project) == {"prepare"} | model_stages
+    raw.write_bytes(original)
+    assert would_run(project) == set()
+
+
 def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     # The README's first command, into a scratch directory instead of build/demo
     demo = subprocess.run(
@@ -89,6 +140,7 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     assert "Running stage" not in again.stdout
     before = json.loads((project / "reports" / "metrics.json").read_text())
     commit_all(project, "Reproduce the pipeline")
+    check_what_re_runs_when(project)
 
     # A prompt edit re-runs that prompt's stages and register, nothing else; one new prompt version
     prompt_file = project / "prompts" / "summarize_ticket.yaml"

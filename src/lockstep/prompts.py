@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from lockstep.config import (
     section,
     tracking_uri,
 )
+from lockstep.tracking import fail_fast
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")  # MLflow's prompt variable syntax
 
@@ -180,9 +180,7 @@ def load_prompt(
     Returns the prompt and where it came from (the registry URI or the file path).
     """
     local = load_prompt_file(prompts_dir / f"{name}.yaml")
-    # Fail fast instead of retrying for minutes when a tracking server is down.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    fail_fast()  # the registry commands' bounded retries, not MLflow's minutes of backoff
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())

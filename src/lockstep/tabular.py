@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,17 +157,35 @@ def scores(model: Any, features: pd.DataFrame) -> np.ndarray:
     )
 
 
-def quality(task: str, model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, float]:
-    """The quality metrics of a task type on held-out data."""
-    from sklearn import metrics
+@dataclass(frozen=True)
+class Predictions:
+    """What a model says about every row of held-out data: computed once by predict(), read by
+    quality() and plots(), so evaluate predicts the test split once (and scores it once)."""
 
-    predicted = model.predict(features)
-    numbers = np.issubdtype(np.asarray(predicted).dtype, np.floating)
+    predicted: np.ndarray  # a class (classification) or a value (regression) per row
+    positive: np.ndarray | None = None  # binary only: the positive class's score per row
+
+
+def predict(task: str, model: Any, features: pd.DataFrame) -> Predictions:
+    """The model's predictions on features, with the positive-class scores a binary task's metrics need."""
+    predicted = np.asarray(model.predict(features))
+    numbers = np.issubdtype(predicted.dtype, np.floating)
     if task != "regression" and numbers and not np.all(np.mod(predicted, 1) == 0):
         raise StageError(
             f"model {type(model).__name__} predicts numbers, not classes; task {task} needs a classifier"
             " (conf/model), or set data.task: regression"
         )
+    if task != "binary":
+        return Predictions(predicted)
+    positive = scores(model, features)
+    return Predictions(predicted, positive[:, 1] if positive.ndim == 2 else positive)
+
+
+def quality(task: str, predictions: Predictions, labels: pd.Series) -> dict[str, float]:
+    """The quality metrics of a task type on held-out data."""
+    from sklearn import metrics
+
+    predicted = predictions.predicted
     if task == "regression":
         return {
             "mae": float(metrics.mean_absolute_error(labels, predicted)),
@@ -178,12 +197,10 @@ def quality(task: str, model: Any, features: pd.DataFrame, labels: pd.Series) ->
         result["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
         result["f1_weighted"] = float(metrics.f1_score(labels, predicted, average="weighted", zero_division=0))
         return result
-    positive = scores(model, features)
-    positive = positive[:, 1] if positive.ndim == 2 else positive
     result["precision"] = float(metrics.precision_score(labels, predicted, zero_division=0))
     result["recall"] = float(metrics.recall_score(labels, predicted, zero_division=0))
     result["f1"] = float(metrics.f1_score(labels, predicted, zero_division=0))
-    result["roc_auc"] = float(metrics.roc_auc_score(labels, positive))
+    result["roc_auc"] = float(metrics.roc_auc_score(labels, predictions.positive))
     return result
 
 
@@ -198,12 +215,12 @@ def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dic
     return {"latency_p50_ms": float(np.percentile(timings, 50)), "latency_p95_ms": float(np.percentile(timings, 95))}
 
 
-def plots(data: DataConfig, model: Any, features: pd.DataFrame, labels: pd.Series) -> dict[str, list[dict[str, Any]]]:
+def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, list[dict[str, Any]]]:
     """Rows for DVC's plot templates, by task: confusion matrix (classification), ROC and
     precision-recall curves (binary), actual against predicted with residuals (regression)."""
     from sklearn import metrics
 
-    predicted = model.predict(features)
+    predicted = predictions.predicted
     if data.task == "regression":
         return {
             "residuals": [
@@ -215,10 +232,8 @@ def plots(data: DataConfig, model: Any, features: pd.DataFrame, labels: pd.Serie
         pairs = zip(labels, predicted, strict=True)
         return {"confusion": [{"actual": str(a), "predicted": str(p)} for a, p in pairs]}
     names = {1: data.positive_class, 0: f"not_{data.positive_class}"}
-    positive = scores(model, features)
-    positive = positive[:, 1] if positive.ndim == 2 else positive
-    fpr, tpr, _ = metrics.roc_curve(labels, positive)
-    precision, recall, _ = metrics.precision_recall_curve(labels, positive)
+    fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
+    precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive)
     return {
         "confusion": [
             {"actual": names[int(a)], "predicted": names[int(p)]} for a, p in zip(labels, predicted, strict=True)

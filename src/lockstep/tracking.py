@@ -15,11 +15,16 @@ FAIL_FAST = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOF
              "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
 
 
+def fail_fast() -> None:
+    """Bound MLflow's HTTP retries and timeouts for this process (a user's own setting wins)."""
+    for key, value in FAIL_FAST.items():
+        os.environ.setdefault(key, value)
+
+
 @contextmanager
 def mlflow_client() -> Iterator[Any]:
     """An MlflowClient on the project's tracking URI; MLflow's errors become one StageError line."""
-    for key, value in FAIL_FAST.items():
-        os.environ.setdefault(key, value)  # a user's own setting wins
+    fail_fast()
     import logging
 
     import mlflow

@@ -218,6 +218,7 @@ def pipeline(params: dict[str, Any]) -> Callable[..., dict[str, float]]:
         fit,
         latency,
         plots,
+        predict,
         quality,
         read_table,
         save_model,
@@ -241,10 +242,11 @@ def pipeline(params: dict[str, Any]) -> Callable[..., dict[str, float]]:
 
         model = joblib.load(paths.model)
         features, labels = features_and_labels(pd.read_parquet(paths.test), data)
-        metrics = quality(data.task, model, features, labels) | latency(model, features)
+        predictions = predict(data.task, model, features)
+        metrics = quality(data.task, predictions, labels) | latency(model, features)
         metrics["model_size_bytes"] = paths.model.stat().st_size
         write_json(paths.metrics, metrics)
-        for name, rows in plots(data, model, features, labels).items():
+        for name, rows in plots(data, predictions, labels).items():
             write_csv(paths.plots / f"{name}.csv", rows)
         return metrics
 

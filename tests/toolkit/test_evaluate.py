@@ -11,7 +11,7 @@ import pytest
 
 from lockstep.config import DataConfig, ModelConfig, StageError
 from lockstep.io import file_md5, write_csv, write_json
-from lockstep.tabular import build_estimator, features_and_labels, fit, latency, plots, quality, scores
+from lockstep.tabular import build_estimator, features_and_labels, fit, latency, plots, predict, quality, scores
 
 BINARY = DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0)
 MULTICLASS = DataConfig(path="x.csv", target="label", task="multiclass", test_size=0.2, seed=0)
@@ -23,6 +23,31 @@ RIDGE = ModelConfig(name="ridge", estimator="sklearn.linear_model.Ridge")
 def fitted(frame: pd.DataFrame, data: DataConfig, model: ModelConfig):
     features, labels = features_and_labels(frame, data)
     return fit(build_estimator(model), features, labels, model.name), features, labels
+
+
+def measured(frame: pd.DataFrame, data: DataConfig, model: ModelConfig):
+    """The predictions of a model fitted on frame, and the labels, as quality() takes them."""
+    fitted_model, features, labels = fitted(frame, data, model)
+    return predict(data.task, fitted_model, features), labels
+
+
+def test_evaluate_predicts_and_scores_the_test_split_once(tiny_frame: pd.DataFrame) -> None:
+    model, features, labels = fitted(tiny_frame, BINARY, LOGISTIC)
+    calls = []
+
+    class Counting:
+        def predict(self, rows):
+            calls.append("predict")
+            return model.predict(rows)
+
+        def predict_proba(self, rows):
+            calls.append("predict_proba")
+            return model.predict_proba(rows)
+
+    predictions = predict("binary", Counting(), features)
+    quality("binary", predictions, labels)
+    plots(BINARY, predictions, labels)
+    assert calls == ["predict", "predict_proba"]
 
 
 def test_metrics_and_plots_of_the_pipeline(pipeline, params: dict) -> None:
@@ -46,10 +71,11 @@ def test_metrics_and_plots_of_the_pipeline(pipeline, params: dict) -> None:
 
 def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
     model, features, labels = fitted(tiny_frame, BINARY, LOGISTIC)
-    result = quality("binary", model, features, labels)
+    predictions = predict("binary", model, features)
+    result = quality("binary", predictions, labels)
     assert list(result) == ["accuracy", "precision", "recall", "f1", "roc_auc"]
     assert all(0.8 < value <= 1 for value in result.values())
-    rows = plots(BINARY, model, features, labels)
+    rows = plots(BINARY, predictions, labels)
     assert list(rows) == ["confusion", "roc", "precision_recall"]
     assert len(rows["confusion"]) == 60 and {r["predicted"] for r in rows["confusion"]} == {"yes", "not_yes"}
     assert set(rows["roc"][0]) == {"fpr", "tpr"} and set(rows["precision_recall"][0]) == {"recall", "precision"}
@@ -57,10 +83,11 @@ def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
 
 def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
     model, features, labels = fitted(multiclass_frame, MULTICLASS, LOGISTIC)
-    result = quality("multiclass", model, features, labels)
+    predictions = predict("multiclass", model, features)
+    result = quality("multiclass", predictions, labels)
     assert list(result) == ["accuracy", "f1_macro", "f1_weighted"]
     assert all(0.9 < value <= 1 for value in result.values())
-    rows = plots(MULTICLASS, model, features, labels)
+    rows = plots(MULTICLASS, predictions, labels)
     assert list(rows) == ["confusion"]
     assert {r["actual"] for r in rows["confusion"]} == {"red", "green", "blue"}
     assert sum(r["actual"] == r["predicted"] for r in rows["confusion"]) / 90 == pytest.approx(result["accuracy"])
@@ -68,10 +95,11 @@ def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
 
 def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
     model, features, labels = fitted(regression_frame, REGRESSION, RIDGE)
-    result = quality("regression", model, features, labels)
+    predictions = predict("regression", model, features)
+    result = quality("regression", predictions, labels)
     assert list(result) == ["mae", "rmse", "r2"]
     assert 0 < result["mae"] <= result["rmse"] < 1 and 0.95 < result["r2"] <= 1
-    rows = plots(REGRESSION, model, features, labels)
+    rows = plots(REGRESSION, predictions, labels)
     assert list(rows) == ["residuals"] and len(rows["residuals"]) == 80
     first = rows["residuals"][0]
     assert set(first) == {"actual", "predicted", "residual"}
@@ -82,8 +110,8 @@ def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
 def test_a_worse_model_scores_worse(regression_frame: pd.DataFrame) -> None:
     # The metrics measure the model, not the data: a model that ignores the features is worse
     dummy = ModelConfig(name="mean", estimator="sklearn.dummy.DummyRegressor")
-    good = quality("regression", *fitted(regression_frame, REGRESSION, RIDGE))
-    bad = quality("regression", *fitted(regression_frame, REGRESSION, dummy))
+    good = quality("regression", *measured(regression_frame, REGRESSION, RIDGE))
+    bad = quality("regression", *measured(regression_frame, REGRESSION, dummy))
     assert bad["r2"] == pytest.approx(0.0, abs=1e-9) and bad["rmse"] > good["rmse"] and bad["mae"] > good["mae"]
 
 
@@ -101,8 +129,8 @@ def test_a_model_without_scores_fails_clearly(tiny_frame: pd.DataFrame) -> None:
 
     features = tiny_frame.drop(columns=["label"])
     with pytest.raises(StageError, match=r"model Voter has neither predict_proba nor decision_function"):
-        quality("binary", Voter(), features, pd.Series([1, 0] * 30))
-    assert list(quality("multiclass", Voter(), features, pd.Series([1, 0] * 30))) == [
+        predict("binary", Voter(), features)
+    assert list(quality("multiclass", predict("multiclass", Voter(), features), pd.Series([1, 0] * 30))) == [
         "accuracy",
         "f1_macro",
         "f1_weighted",
@@ -112,8 +140,8 @@ def test_a_model_without_scores_fails_clearly(tiny_frame: pd.DataFrame) -> None:
 def test_margin_classifiers_are_scored_by_decision_function(tiny_frame: pd.DataFrame) -> None:
     model, features, labels = fitted(tiny_frame, BINARY, ModelConfig(name="svm", estimator="sklearn.svm.LinearSVC"))
     assert scores(model, features).ndim == 1
-    assert quality("binary", model, features, labels)["roc_auc"] > 0.8
-    assert plots(BINARY, model, features, labels)["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
+    assert quality("binary", predict("binary", model, features), labels)["roc_auc"] > 0.8
+    assert plots(BINARY, predict("binary", model, features), labels)["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
 
 
 def test_outputs_are_plain_json_and_csv(tmp_path: Path) -> None:

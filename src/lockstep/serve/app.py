@@ -501,7 +501,9 @@ class Running:
         self.sock.listen(1024)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        # log_config=None: leave the process's logging as it is (uvicorn's own dictConfig closes every handler
+        # already configured, pytest's among them, when this runs inside another program)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", log_config=None)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()

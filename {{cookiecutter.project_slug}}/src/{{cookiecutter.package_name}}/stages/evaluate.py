@@ -8,7 +8,7 @@ import joblib
 import pandas as pd
 from lockstep.config import load, run
 from lockstep.io import write_csv, write_json
-from lockstep.tabular import features_and_labels, latency, plots, quality
+from lockstep.tabular import features_and_labels, latency, plots, predict, quality
 
 
 def main() -> None:
@@ -16,12 +16,13 @@ def main() -> None:
     model = joblib.load(paths.model)
     features, labels = features_and_labels(pd.read_parquet(paths.test), data)
 
-    metrics = quality(data.task, model, features, labels)  # by conf/data's task: binary, multiclass, regression
+    predictions = predict(data.task, model, features)  # once, for the metrics and the plots
+    metrics = quality(data.task, predictions, labels)  # by conf/data's task: binary, multiclass, regression
     metrics |= latency(model, features)  # per-row prediction time, p50 and p95
     metrics["model_size_bytes"] = paths.model.stat().st_size
     # Your own metrics go here, e.g. metrics["my_metric"] = ...; then give them a rule in conf/gates.
     write_json(paths.metrics, metrics)
-    for name, rows in plots(data, model, features, labels).items():
+    for name, rows in plots(data, predictions, labels).items():
         write_csv(paths.plots / f"{name}.csv", rows)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
