@@ -179,7 +179,7 @@ def test_gitlab_image_staging_and_canary_jobs_follow_the_gate(baked, remote: str
     assert image["needs"] == [{"job": "main", "artifacts": True}]
     assert image["before_script"] == [] and image["cache"] == [], "no project code, no shared cache"
     script = "\n".join(image["script"])
-    assert '--password-stdin' in script and 'docker push "$tag"' in script
+    assert "--password-stdin" in script and 'docker push "$tag"' in script
     # Only the image job sees the registry's credentials; none sees another job's write secrets
     for name, job in ci.items():
         if isinstance(job, dict) and "script" in job and name != "build-image":

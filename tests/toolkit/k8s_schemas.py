@@ -33,8 +33,9 @@ def schema_dir() -> Path:
     missing = [f for f in CRDS.values() if not (where / f).is_file()]
     if missing:
         raise AssertionError(
-            f"CRD schemas missing in {where}: {', '.join(missing)}; set LOCKSTEP_K8S_SCHEMAS to a directory holding"
-            " manifests/crds/*.yaml of Argo Rollouts v1.9.1 and config/crd/full/*inferenceservices.yaml of KServe v0.20.0"
+            f"CRD schemas missing in {where}: {', '.join(missing)}; set LOCKSTEP_K8S_SCHEMAS to a directory"
+            " holding manifests/crds/*.yaml of Argo Rollouts v1.9.1 and"
+            " config/crd/full/*inferenceservices.yaml of KServe v0.20.0"
         )
     return where
 

@@ -145,7 +145,10 @@ def test_analysis_thresholds_and_metric_names_come_from_the_service(project: Pat
                               "lockstep_request_latency_seconds_bucket"}  # fmt: skip
         assert "{{args.canary-hash}}" in query and 'variant!="shadow"' in query
         assert query.count("(") == query.count(")")
-    assert "lockstep_errors_total" in queries["error-rate-vs-stable"] and "{{args.stable-hash}}" in queries["p95-vs-stable"]
+    assert (
+        "lockstep_errors_total" in queries["error-rate-vs-stable"]
+        and "{{args.stable-hash}}" in queries["p95-vs-stable"]
+    )
 
 
 def test_metric_names_match_what_the_service_exports() -> None:

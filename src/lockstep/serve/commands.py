@@ -89,7 +89,9 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
         " manifests: Kubernetes manifests (Argo Rollouts, KServe) into deploy/k8s/",
     )
     sub.add_argument("--out", type=Path, default=None, help=lock_help)
-    sub.add_argument("--image", default=os.environ.get("IMAGE") or None, help="manifests: the image, e.g. ghcr.io/org/name:tag")
+    sub.add_argument(
+        "--image", default=os.environ.get("IMAGE") or None, help="manifests: the image, e.g. ghcr.io/org/name:tag"
+    )
     sub.add_argument("--digest", default=os.environ.get("DIGEST") or None, help="manifests: its digest, sha256:...")
     sub.add_argument("--dir", type=Path, default=None, help="manifests: where to write them (default: deploy/k8s)")
     sub = command("serve", _serve, "serve the locked versions over HTTP (FastAPI on uvicorn)")

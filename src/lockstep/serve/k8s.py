@@ -31,8 +31,11 @@ from lockstep.serve.lock import read_lock
 
 OUT_DIR = Path("deploy/k8s")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-IMAGE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._/-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?"
-                   r"(?:@sha256:[0-9a-f]{64})?$")  # fmt: skip
+IMAGE = re.compile(
+    r"^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?"  # registry host[:port], or the first path part
+    r"(?:/[a-z0-9]+(?:[._/-][a-z0-9]+)*)*"  # the repository path, lowercase
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"  # :tag, @digest
+)
 HASH_LABEL = "rollouts_pod_template_hash"  # the pod label rollouts-pod-template-hash, as Prometheus maps it
 
 
@@ -64,7 +67,8 @@ def whole_percents(steps: list[float]) -> list[int]:
     for step in steps:
         if step != int(step) or not 0 < step <= 100:
             raise StageError(
-                f"conf/deploy steps: {step:g} is not a whole percent in 1..100; Argo Rollouts and KServe take whole percents"
+                f"conf/deploy steps: {step:g} is not a whole percent in 1..100;"
+                " Argo Rollouts and KServe take whole percents"
             )
     return [int(s) for s in steps]
 
@@ -138,7 +142,8 @@ def analysis_templates(name: str, deploy: DeployConfig) -> list[dict[str, Any]]:
     compare_queries = {
         "p95-vs-stable": (f"{p95('canary', window)} - {allowed}", 0),
         "error-rate-vs-stable": (
-            f"{rate_of('lockstep_errors_total', 'canary', window)} - {rate_of('lockstep_errors_total', 'stable', window)}",
+            f"{rate_of('lockstep_errors_total', 'canary', window)}"
+            f" - {rate_of('lockstep_errors_total', 'stable', window)}",
             th.max_error_rate_increase,
         ),
         "quality-vs-stable": (
@@ -209,8 +214,13 @@ def pod_spec(image: str, deploy: DeployConfig, log_dir: str | None, name: str = 
         volumes.append({"name": "inference-log", "emptyDir": {}})  # replace with a volume that outlives the pod
     return {
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                            "seccompProfile": {"type": "RuntimeDefault"}},  # fmt: skip
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,  # the image's USER
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container(image, deploy, log_dir, name)],
         "volumes": volumes,
     }
