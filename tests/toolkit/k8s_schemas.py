@@ -28,11 +28,15 @@ CRDS = {
 
 
 def schema_dir() -> Path:
+    """Where the released CRD schemas are; the tests that need them skip, saying so, when they are absent
+    (they are upstream files, not this repository's: see the README beside them)."""
+    import pytest
+
     root = Path(__file__).resolve().parents[2]
     where = Path(os.environ.get("LOCKSTEP_K8S_SCHEMAS") or root.parent / "shared" / "k8s-schemas")
     missing = [f for f in CRDS.values() if not (where / f).is_file()]
     if missing:
-        raise AssertionError(
+        pytest.skip(
             f"CRD schemas missing in {where}: {', '.join(missing)}; set LOCKSTEP_K8S_SCHEMAS to a directory"
             " holding manifests/crds/*.yaml of Argo Rollouts v1.9.1 and"
             " config/crd/full/*inferenceservices.yaml of KServe v0.20.0"
