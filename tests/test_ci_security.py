@@ -77,7 +77,7 @@ def test_generated_workflow_keeps_secrets_out_of_pull_request_jobs(baked, ci: st
     text = (project / ".github" / "workflows" / "pipeline.yml").read_text(encoding="utf-8")
     workflow = yaml.safe_load(text)
     jobs = workflow["jobs"]
-    assert set(jobs) == {"gate", "report", "main"}
+    assert set(jobs) == {"gate", "report", "main", "build-image", "staging", "canary"}
     assert workflow["permissions"] == {}
     assert "secrets." not in json.dumps(workflow.get("env", {})), "no secret in the workflow-level env"
     # Pull-request jobs: least privilege, no write secret (read-only DVC_READ_* ones at most)
@@ -88,7 +88,7 @@ def test_generated_workflow_keeps_secrets_out_of_pull_request_jobs(baked, ci: st
     assert "secrets." not in steps_text(jobs["report"])
     assert not WRITE_SECRETS.search(steps_text(jobs["report"]))
     for job in ("gate", "report"):
-        assert "environment" not in jobs[job]
+        assert "environment" not in jobs[job] and "pull_request" in jobs[job]["if"]
         assert not re.search(r"secrets\.(?!DVC_READ_)", steps_text(jobs[job]))
     # Write credentials and the registry only in the main job, behind the environment
     assert jobs["main"]["environment"] == "production"
@@ -130,6 +130,70 @@ def test_main_job_gates_before_it_registers_and_promotes(baked, remote: str) -> 
     gate = steps[order[0]]
     assert "continue-on-error" not in gate and "if" not in gate, "a failed gate stops the job before promotion"
     assert "HEAD~1" in gate["run"]
+
+
+@pytest.mark.parametrize("remote", ["none", "s3"])
+def test_image_staging_and_canary_jobs_run_on_main_after_the_gate(baked, remote: str) -> None:
+    workflow = yaml.safe_load((baked("github", remote) / ".github" / "workflows" / "pipeline.yml").read_text())
+    jobs = workflow["jobs"]
+    assert set(workflow[True]) == {"pull_request", "push", "workflow_dispatch"}  # `on:`
+    # Only the image job may write packages, only after main (gate, register, promote), only on main
+    writers = {name for name, job in jobs.items() if "write" in job.get("permissions", {}).get("packages", "")}
+    assert writers == {"build-image"}
+    image = jobs["build-image"]
+    assert image["permissions"] == {"contents": "read", "packages": "write"}
+    assert image["needs"] == "main" and image["environment"] == "image"
+    assert image["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    script = "\n".join(runs(image))
+    assert script.index("make deploy-lock") < script.index("docker build") < script.index("docker push")
+    assert 'docker build "${build_args[@]}"' in script and "lockstep deploy build-args" in script
+    assert "--password-stdin" in script and "make manifests" in script
+    login = next(s for s in image["steps"] if "docker login" in s.get("run", ""))
+    assert login["env"]["GH_TOKEN"] == "${{ github.token }}"
+    # Staging evaluates what the image locked, after it was pushed; no write permission
+    staging = jobs["staging"]
+    assert staging["needs"] == "build-image" and staging["if"] == image["if"]
+    assert staging["permissions"] == {"contents": "read"}
+    download = [s for s in staging["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert download and download[0]["with"]["name"] == "deploy"
+    assert "make staging" in runs(staging)[-1]
+    # The canary only when started by hand on main, behind its environment's reviewers
+    canary = jobs["canary"]
+    assert canary["if"] == "github.event_name == 'workflow_dispatch' && github.ref == 'refs/heads/main'"
+    assert canary["environment"] == "canary" and canary["permissions"] == {"contents": "read"}
+    assert canary["concurrency"]["cancel-in-progress"] is False
+    assert any(r.startswith('.venv/bin/lockstep canary --url "$CANARY_URL"') for r in runs(canary))
+    for name in ("gate", "report", "main"):
+        assert "workflow_dispatch" not in jobs[name].get("if", ""), f"{name} must not run when the canary is started"
+
+
+@pytest.mark.parametrize("remote", ["none", "s3"])
+def test_gitlab_image_staging_and_canary_jobs_follow_the_gate(baked, remote: str) -> None:
+    ci = yaml.safe_load((baked("gitlab", remote) / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    main = "\n".join(ci["main"]["script"])
+    assert main.index("make promote") < main.index("make deploy-lock") < main.index("lockstep deploy build-args")
+    on_main = {"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH"}
+    never_scheduled = {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}
+    image = ci["build-image"]
+    assert image["rules"] == [never_scheduled, on_main]
+    assert image["needs"] == [{"job": "main", "artifacts": True}]
+    assert image["before_script"] == [] and image["cache"] == [], "no project code, no shared cache"
+    script = "\n".join(image["script"])
+    assert "--password-stdin" in script and 'docker push "$tag"' in script
+    # Only the image job sees the registry's credentials; none sees another job's write secrets
+    for name, job in ci.items():
+        if isinstance(job, dict) and "script" in job and name != "build-image":
+            assert "CI_REGISTRY_PASSWORD" not in json.dumps(job), name
+    assert not WRITE_SECRETS.search(script)
+    staging = ci["staging"]
+    assert staging["rules"] == [never_scheduled, on_main]
+    assert {"job": "build-image", "artifacts": True} in staging["needs"]
+    assert "make staging" in staging["script"]
+    canary = ci["canary"]
+    assert canary["rules"] == [never_scheduled, {**on_main, "when": "manual"}]
+    assert canary["environment"]["name"] == "canary" and canary["interruptible"] is False
+    assert {"job": "staging"} in canary["needs"]
+    assert canary["script"] == ['.venv/bin/lockstep canary --url "$CANARY_URL"']
 
 
 @pytest.mark.parametrize("ci", ["github", "both"])

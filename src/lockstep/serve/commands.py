@@ -25,6 +25,14 @@ def _lock(args: argparse.Namespace) -> int:
         return lock.write_lock(args.params, args.out)
     if args.action == "wheels":
         return lock.toolkit_wheel(Path("wheels"))
+    if args.action == "manifests":
+        from lockstep.serve import k8s
+
+        if not args.image:
+            from lockstep.config import StageError
+
+            raise StageError("deploy manifests: name the image, e.g. --image ghcr.io/org/name:tag --digest sha256:...")
+        return k8s.write(args.params, args.image, args.digest, args.dir, args.out)
     return lock.show(args.params, args.out, args.action)
 
 
@@ -75,11 +83,17 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sub = command("deploy", _lock, "resolve champion and challenger to numeric versions in the deploy lock")
     sub.add_argument(
         "action",
-        choices=["lock", "id", "build-args", "wheels"],
+        choices=["lock", "id", "build-args", "wheels", "manifests"],
         help="lock: write the lock file; id, build-args: print its deploy id, or docker build's --build-arg"
-        " options; wheels: the toolkit's wheel into wheels/ when it is installed from a local clone",
+        " options; wheels: the toolkit's wheel into wheels/ when it is installed from a local clone;"
+        " manifests: Kubernetes manifests (Argo Rollouts, KServe) into deploy/k8s/",
     )
     sub.add_argument("--out", type=Path, default=None, help=lock_help)
+    sub.add_argument(
+        "--image", default=os.environ.get("IMAGE") or None, help="manifests: the image, e.g. ghcr.io/org/name:tag"
+    )
+    sub.add_argument("--digest", default=os.environ.get("DIGEST") or None, help="manifests: its digest, sha256:...")
+    sub.add_argument("--dir", type=Path, default=None, help="manifests: where to write them (default: deploy/k8s)")
     sub = command("serve", _serve, "serve the locked versions over HTTP (FastAPI on uvicorn)")
     sub.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"), help="address (default: $HOST, loopback)")
     sub.add_argument("--port", type=int, default=None, help="port (default: $PORT, else 8000)")

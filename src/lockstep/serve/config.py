@@ -25,6 +25,23 @@ class Thresholds(_Strict):
     max_quality_failure_increase: float = Field(default=0.02, ge=0)  # empty, invalid, schema, PII
 
 
+class Resources(_Strict):
+    cpu: str = "500m"
+    memory: str = "1Gi"
+
+
+class KubernetesConfig(_Strict):
+    """What `lockstep deploy manifests` needs beyond the canary's settings: names, sizes, Prometheus."""
+
+    name: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")  # else the model's name
+    replicas: int = Field(default=2, gt=0)  # Argo splits traffic by replica count without a traffic router
+    port: int = Field(default=8000, gt=0, lt=65536)
+    prometheus: str = "http://prometheus-operated.monitoring.svc:9090"  # what the AnalysisTemplate queries
+    secret: str | None = None  # a Secret given to the pods as environment (MLFLOW_TRACKING_URI, LLM key)
+    requests: Resources = Resources(cpu="250m", memory="512Mi")
+    limits: Resources = Resources(cpu="1", memory="1Gi")
+
+
 class DeployConfig(_Strict):
     """conf/deploy: the lock file, the canary's steps and windows, and its thresholds."""
 
@@ -40,6 +57,7 @@ class DeployConfig(_Strict):
     shadow: bool = False  # mirror stable's requests to the canary and discard its answers
     thresholds: Thresholds = Thresholds()
     app: str | None = None  # the project's module with optional prepare_rows / answer hooks
+    kubernetes: KubernetesConfig = KubernetesConfig()
 
 
 def deploy_config(params_file: Path) -> DeployConfig:
