@@ -65,7 +65,16 @@ def batches(client: Client, rows: list[dict], per_window: int, counts: list[int]
     return wait
 
 
-def run(d: Deployed, deploy: DeployConfig, inject: str | None = None, per_window: int = 40, **kw) -> tuple[str, list]:
+def run(
+    d: Deployed,
+    deploy: DeployConfig,
+    inject: str | None = None,
+    per_window: int = 40,
+    background_load: bool = True,
+    **kw,
+) -> tuple[str, list]:
+    """A rollout with per_window requests in each window, and (background_load) another client's
+    requests all the while, whose number per window depends on the machine's speed."""
     record = d.root / "decisions.jsonl"
     statuses: list[int] = []
     background: list[int] = []  # another client's requests all through the run, rollback included
@@ -80,7 +89,8 @@ def run(d: Deployed, deploy: DeployConfig, inject: str | None = None, per_window
     with live(d, inject) as (service, client, lock):
         url = f"http://{client.host}:{client.port}"
         thread = threading.Thread(target=load, args=(url,))
-        thread.start()
+        if background_load:
+            thread.start()
         try:
             outcome = Controller(
                 deploy, lock, Client(url), TOKEN, record,
@@ -88,7 +98,8 @@ def run(d: Deployed, deploy: DeployConfig, inject: str | None = None, per_window
             ).run()  # fmt: skip
         finally:
             stop.set()
-            thread.join()
+            if background_load:
+                thread.join()
         weight = service.weight
     entries = read_record(record, lock["deploy_id"])
     return outcome, [*entries, {"weight_after": weight, "statuses": statuses, "background": background}]
@@ -154,7 +165,8 @@ def test_errors_roll_back_after_failure_limit_windows(private: Deployed) -> None
 
 
 def test_too_little_traffic_holds_and_never_promotes(private: Deployed) -> None:
-    outcome, entries = run(private, config(max_windows=3), per_window=3)
+    # No background load: each window has exactly 3 requests in all, fewer than min_samples on either arm
+    outcome, entries = run(private, config(max_windows=3), per_window=3, background_load=False)
     *decisions, last = entries
     windows = [e for e in decisions if e["event"] == "window"]
     assert outcome == "undecided" and last["weight_after"] == 20
