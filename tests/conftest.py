@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -97,3 +98,8 @@ def serve(cmd: list[str], port: int, timeout: float, env: dict[str, str] | None 
         time.sleep(0.2)
     server.kill()
     pytest.fail(f"{cmd[0]} did not start listening on 127.0.0.1:{port}")
+
+
+def ran(output: str) -> list[str]:
+    """The stages a `dvc repro` / `dvc exp run` ran, in the order it ran them, from its output."""
+    return re.findall(r"Running stage '([^']+)'", output)

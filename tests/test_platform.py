@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import GIT_ID, ROOT, bake, project_env, sh
+from conftest import GIT_ID, ROOT, bake, project_env, ran, sh
 
 COMPOSE = ROOT / "src" / "lockstep" / "compose.yaml"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec" / "compose-spec.json"
@@ -124,10 +124,6 @@ def prompt_state(project: Path, env: dict[str, str], name: str) -> dict:
         " 'champion': champ.version if champ else None}))"
     )
     return query(project, env, code)  # type: ignore[return-value]
-
-
-def ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ the run-cache from one clone, and reproduce a fresh clone from them without reco
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, free_port, project_env, serve, sh
+from conftest import GIT_ID, bake, free_port, project_env, ran, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -41,10 +40,6 @@ def env(project: Path) -> dict[str, str]:
 def point_at(project: Path, endpoint: str) -> None:
     # Local config (not committed): where this machine reaches the bucket.
     sh(project, "dvc", "remote", "modify", "--local", "storage", "endpointurl", endpoint, env=env(project))
-
-
-def ran(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 def test_push_then_reproduce_a_fresh_clone_from_the_remote(tmp_path: Path, s3: str) -> None:
