@@ -5,6 +5,7 @@
     python3 dev.py test     run the template's tests (all of them, slow ones included)
     python3 dev.py docs     build the documentation site in strict mode
     python3 dev.py bench    measure bake -> setup -> repro and the no-op/stage start-up times
+    python3 dev.py params   recompose the template's params.yaml after a change to its conf/
     python3 dev.py platform up|down   MLflow on PostgreSQL with S3 (moto) on loopback, in build/platform
 
 The first run creates .venv (with uv, fetched from PyPI when it is not installed) and syncs it
@@ -91,6 +92,38 @@ def bench(args: argparse.Namespace) -> None:
     run(BIN / "python", ROOT / "tests" / "benchmark.py", *args.extra, env=env)
 
 
+def params(args: argparse.Namespace) -> None:
+    """Recompose the template's params.yaml from its conf/, as DVC would, with and without the prompt track."""
+    import difflib
+    import tempfile
+
+    env = ensure_env()
+    version = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))["_toolkit_version"]
+    composed = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for llm in ("no", "yes"):
+            answers = (f"include_llm={llm}", "init_git=no", "project_name=Pkgname Placeholder")
+            run(BIN / "cookiecutter", "--no-input", "-o", Path(tmp) / llm, ROOT, *answers, env=env)
+            project = Path(tmp) / llm / "pkgname-placeholder"
+            run(BIN / "lockstep", "params", cwd=project, env=env)
+            composed[llm] = (project / "params.yaml").read_text(encoding="utf-8").splitlines()
+    without, with_llm = composed["no"], composed["yes"]
+    lines = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=without, b=with_llm, autojunk=False).get_opcodes():
+        if tag == "equal":
+            lines += without[i1:i2]
+        elif tag == "insert":  # what only the prompt track has
+            lines += ['{%- if cookiecutter.include_llm == "yes" %}', *with_llm[j1:j2], "{%- endif %}"]
+        else:
+            sys.exit(f"error: params: the prompt track changes lines {i1 + 1}-{i2} of params.yaml; merge them by hand")
+    text = "\n".join(lines) + "\n"
+    text = text.replace("pkgname_placeholder", "{{ cookiecutter.package_name }}")
+    text = text.replace(f"toolkit_version: {version}", "toolkit_version: {{ cookiecutter._toolkit_version }}")
+    target = ROOT / "{{cookiecutter.project_slug}}" / "params.yaml"
+    target.write_text(text, encoding="utf-8")
+    print(f"params: wrote {target.relative_to(ROOT)}")
+
+
 def platform(args: argparse.Namespace) -> None:
     """Start or stop the team platform on loopback (lockstep platform), its state in build/platform."""
     env = ensure_env()
@@ -100,7 +133,8 @@ def platform(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py", description=__doc__.splitlines()[0])
     tasks = parser.add_subparsers(dest="task", required=True)
-    for name, func in (("demo", demo), ("test", test), ("docs", docs), ("bench", bench), ("platform", platform)):
+    for func in (demo, test, docs, bench, params, platform):
+        name = func.__name__
         sub = tasks.add_parser(name, help=func.__doc__ or name, epilog="Other arguments go to the underlying tool.")
         if name == "demo":
             sub.add_argument("--output", default=DEMO_DIR, help="new or empty directory to bake into")
