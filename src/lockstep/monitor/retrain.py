@@ -61,14 +61,18 @@ def description(request: Path) -> str:
 def branch(name: str | None = None, request: Path = REQUEST, body: Path = BODY) -> int:
     name = name or os.environ.get("RETRAIN_BRANCH") or f"retrain/{datetime.now(UTC):%Y%m%d-%H%M%S}"
     git("check-ref-format", "--branch", name)
-    base = git("rev-parse", "--short", "HEAD")
-    on = subprocess.run(["git", "symbolic-ref", "-q", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    git("switch", "-q", "-c", name)
+    base = git("rev-parse", "HEAD")
+    on = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], capture_output=True, text=True).stdout.strip()
+    # The branch starts here, HEAD moves to it, and nothing is checked out: a checkout would run the
+    # project's post-checkout hook, whose `dvc checkout` (under pre-commit, with the new dvc.lock
+    # stashed away) would put back the outputs of the old one.
+    git("branch", name)
+    git("symbolic-ref", "HEAD", f"refs/heads/{name}")
     git("add", "--", "dvc.lock", "reports/")
     staged = git("diff", "--cached", "--name-only").splitlines()
     if "dvc.lock" not in staged:
         git("reset", "-q")
-        git("switch", "-q", on) if on else git("switch", "-q", "--detach", base)  # CI checks out a commit
+        git("symbolic-ref", "HEAD", on) if on else git("update-ref", "--no-deref", "HEAD", base)  # CI: a commit
         git("branch", "-q", "-D", name)
         print("retrain: reproducing changed nothing in dvc.lock: commit the new data (dvc add data/raw/...) first;"
               " no branch made")  # fmt: skip
@@ -79,7 +83,7 @@ def branch(name: str | None = None, request: Path = REQUEST, body: Path = BODY) 
     git("commit", "-q", "-m", f"{TITLE}{reason}")
     body.parent.mkdir(parents=True, exist_ok=True)
     body.write_text(description(request), encoding="utf-8")
-    print(f"retrain: branch {name} from {base}, committed {len(staged)} file(s) ({', '.join(staged[:5])}"
+    print(f"retrain: branch {name} from {base[:8]}, committed {len(staged)} file(s) ({', '.join(staged[:5])}"
           f"{', ...' if len(staged) > 5 else ''}); pull request description in {body}")  # fmt: skip
     return 0
 
