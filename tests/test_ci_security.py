@@ -315,7 +315,8 @@ def test_monitor_workflow_requests_retraining_through_a_pull_request(baked, remo
     assert retrain["needs"] == "monitor" and "retrain == 'true'" in retrain["if"]
     assert retrain["permissions"] == {"contents": "write", "pull-requests": "write"}
     script = "\n".join(runs(retrain))
-    assert "make repro-ci" in script and "gh pr create" in script
+    assert "make retrain-branch" in script and "gh pr create" in script
+    assert script.index("make retrain-branch") < script.index("gh pr create")
     for job in jobs.values():
         assert job["environment"] == "production"
         for s in runs(job):
@@ -326,3 +327,8 @@ def test_monitor_workflow_requests_retraining_through_a_pull_request(baked, remo
     assert gitlab["monitor"]["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     assert gitlab["monitor"]["allow_failure"] == {"exit_codes": [4]}
     assert gitlab["main"]["rules"][0] == {"if": '$CI_PIPELINE_SOURCE == "schedule"', "when": "never"}
+    retrain = gitlab["monitor-retrain"]
+    assert retrain["needs"] == [{"job": "monitor", "artifacts": True}]
+    assert retrain["rules"] == gitlab["monitor"]["rules"]
+    script = "\n".join(retrain["script"])
+    assert script.index("make retrain-branch") < script.index(".venv/bin/lockstep retrain gitlab-mr")

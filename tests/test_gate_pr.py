@@ -215,3 +215,37 @@ def test_faked_metrics_are_recomputed_and_fail(project: Path) -> None:
     assert json.loads(metrics.read_text())["accuracy"] == real["accuracy"], "recomputed, not trusted"
     code, report, _ = gate(project, "main")
     assert code != 0 and "❌ regressed by" in row(report, "reports/metrics.json:accuracy")
+
+
+def test_retraining_commands_make_a_branch_ready_for_a_pull_request(project: Path) -> None:
+    """What the retraining jobs of both CI files run, run here: new data is committed, the monitor's
+    request and metrics are in reports/monitor (as CI copies them from the monitor's artifact), and
+    `make retrain-branch` reproduces on the new data and commits the result on a new branch."""
+    branch(project, "new-data")
+    raw = project / "data" / "raw" / "breast_cancer.csv"
+    rows = raw.read_text().splitlines()
+    try:
+        raw.write_text("\n".join(rows[: len(rows) - len(rows) // 10]) + "\n")  # the new data: a changed table
+        sh(project, "dvc", "add", "-q", "data/raw/breast_cancer.csv")
+        git(project, "commit", "-q", "-am", "New training data")
+        monitor = project / "reports" / "monitor"
+        monitor.mkdir(parents=True, exist_ok=True)
+        reason = "2 of the last 5 windows breach (dataset_drift in the latest)"
+        # as `lockstep monitor` writes them (the commit's pre-commit hooks check JSON files)
+        (monitor / "retrain.json").write_text(json.dumps({"reason": reason, "versions": ["support_insights/1"]}) + "\n")
+        (monitor / "metrics.json").write_text(json.dumps({"drift_share": 0.6, "breaches": 2, "retrain": True}) + "\n")
+        env = project_env(project) | GIT_ID | {"RETRAIN_BRANCH": "retrain/1"}
+        made = sh(project, "make", "retrain-branch", env=env)
+        assert "retrain: branch retrain/1 from" in made.stdout
+        assert git(project, "rev-parse", "--abbrev-ref", "HEAD").stdout.strip() == "retrain/1"
+        changed = git(project, "diff", "--name-only", "new-data", "HEAD").stdout.split()
+        assert {"dvc.lock", "reports/metrics.json", "reports/monitor/retrain.json"} <= set(changed)
+        assert git(project, "status", "--porcelain").stdout == ""  # everything reproduced is committed
+        assert f"**Why:** {reason}" in (monitor / "retrain-pr.md").read_text()
+        sh(project, "make", "check-lock")  # the pull request's first check passes
+        # the monitor's metrics are DVC metrics: the pull request's diff shows them
+        diff = json.loads(sh(project, "dvc", "metrics", "diff", "new-data", "--json").stdout)
+        assert diff["reports/monitor/metrics.json"]["drift_share"] == {"old": None, "new": 0.6}
+    finally:
+        git(project, "checkout", "-q", "-f", "main")
+        sh(project, "dvc", "checkout", "-q", "--force", check=False)

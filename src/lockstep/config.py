@@ -210,7 +210,8 @@ def section(params: dict[str, Any], name: str, kind: type[BaseModel], source: Pa
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join([name, *(str(p) for p in err["loc"])])
-        shown = repr(err.get("input"))
+        given = err.get("input")
+        shown = repr(redact(given) if isinstance(given, str) else given)  # never echo a URL's password
         got = f" (got {shown})" if "input" in err and err["type"] != "missing" and len(shown) <= 80 else ""
         msg = err["msg"].removeprefix("Value error, ")
         raise StageError(f"{source}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None

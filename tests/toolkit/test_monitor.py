@@ -20,6 +20,7 @@ from lockstep.monitor.checks import feature_drift, psi, retrain_due, window_drif
 from lockstep.monitor.command import RETRAIN_EXIT
 from lockstep.monitor.config import DriftThresholds
 from lockstep.monitor.log import InferenceLog
+from lockstep.serve.app import build
 
 from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
 
@@ -97,35 +98,61 @@ def log_windows(d: Deployed, shifts: list[float], seed: int = 100) -> None:
     log.close()
 
 
+def serve_windows(d: Deployed, shifts: dict[str, list[float]], seed: int = 100) -> None:
+    """Through the service in process: each variant's windows of traffic (one per shift, 1000 rows in
+    requests of 100), answered by that variant's model, stamped inside its window by the service's clock."""
+    _app, service = build(d.params_file)
+    clock = {"now": 0.0}
+    service.clock = lambda: clock["now"]
+    for variant, variant_shifts in shifts.items():
+        start = (time.time() // WINDOW_S - len(variant_shifts)) * WINDOW_S
+        for w, shift in enumerate(variant_shifts):
+            frame = draw(ROWS_PER_WINDOW, seed + w + (variant == "canary") * 50, shift)[["f1", "f2"]]
+            for r in range(10):
+                clock["now"] = start + w * WINDOW_S + r
+                service.predict(variant, frame.iloc[r * 100 : (r + 1) * 100].to_dict(orient="records"))
+    service.close()
+    assert service.log.dropped == 0
+
+
 def test_monitor_command_tags_the_served_versions_and_requests_retraining(deployed: Deployed, capsys) -> None:
+    """Stable (version 1) and canary (version 2) are judged each on its own traffic, the canary's
+    predictions against its own model's on the reference; each version gets its own variant's tags."""
     import mlflow
 
     project(deployed)
-    log_windows(deployed, [0, 0, 0])
+    serve_windows(deployed, {"stable": [0, 0, 0], "canary": [0, 0, 0]})
     started = time.perf_counter()
     assert cli.main(["monitor", "--params", str(deployed.params_file)]) == 0
     out = capsys.readouterr().out
     assert "0 breach(es)" in out and "tagged serve_test/1, serve_test/2" in out
+    assert "stable (serve_test/1): drift share 0.00" in out and "canary (serve_test/2): drift share 0.00" in out
     metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
     assert metrics["retrain"] is False and metrics["features"]["f1"]["statistic"] == "normed Wasserstein distance"
+    assert metrics["variants"]["canary"]["prediction_psi"] < 0.2  # version 2 against its own reference predictions
     assert not (deployed.root / "reports" / "monitor" / "retrain.json").exists()
-    # the shift starts: two breaching windows of the last five, the latest included -> retraining
-    log_windows(deployed, [2, 2], seed=200)
+    # the canary's traffic shifts (the stable's does not): two breaching windows of the last five -> retraining
+    serve_windows(deployed, {"stable": [0, 0], "canary": [2, 2]}, seed=200)
     assert cli.main(["monitor", "--params", str(deployed.params_file)]) == RETRAIN_EXIT
     elapsed = time.perf_counter() - started
     request = json.loads((deployed.root / "reports" / "monitor" / "retrain.json").read_text())
-    assert "dataset_drift" in request["reason"] and request["versions"] == ["serve_test/1", "serve_test/2"]
+    assert "canary:dataset_drift" in request["reason"] and request["versions"] == ["serve_test/1", "serve_test/2"]
     metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
-    assert metrics["drifted_features"] == ["f1"] and metrics["breaches"] == 2
+    assert metrics["breaches"] == 2 and metrics["failing"][0] == "canary:dataset_drift"
+    stable, canary = metrics["variants"]["stable"], metrics["variants"]["canary"]
+    assert stable["drifted_features"] == [] and stable["failing"] == [] and stable["breaches"] == 0
+    assert canary["drifted_features"] == ["f1"] and canary["failing"][0] == "dataset_drift"
+    assert canary["model"] == "serve_test/2" and canary["breaches"] == 2
     page = (deployed.root / "reports" / "monitor" / "report.html").read_text()
-    assert "f1: normed Wasserstein distance" in page and "data:image/png;base64," in page
-    assert "f2: normed" not in page
+    assert "Variant canary: serve_test/2" in page and "f1: normed Wasserstein distance" in page
+    assert page.index("f1: normed") > page.index("Variant canary") and "f2: normed" not in page
     mlflow.set_tracking_uri(deployed.uri)
     client = mlflow.MlflowClient()
+    tags = {version: client.get_model_version(MODEL, version).tags for version in ("1", "2")}
+    assert tags["1"]["monitor.failing"] == "none" and float(tags["1"]["monitor.drift_share"]) == 0.0
+    assert tags["2"]["monitor.failing"].startswith("dataset_drift") and float(tags["2"]["monitor.drift_share"]) == 0.5
     for version in ("1", "2"):
-        tags = client.get_model_version(MODEL, version).tags
-        assert tags["monitor.failing"] == "dataset_drift" and float(tags["monitor.drift_share"]) == 0.5
-        assert tags["monitor.last_check"].startswith(time.strftime("%Y-", time.gmtime()))
+        assert tags[version]["monitor.last_check"].startswith(time.strftime("%Y-", time.gmtime()))
     assert elapsed < 60
 
 

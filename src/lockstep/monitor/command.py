@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lockstep.monitor.log import describe, is_postgres
+
 RETRAIN_EXIT = 4  # a retraining request was written: CI reproduces and opens a pull request
 
 
@@ -18,26 +20,31 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def logged_rows(log: Path) -> tuple[Any, Any]:
-    """The logged predict requests, one row per input row: (inputs with ts, predictions)."""
+def logged_rows(store: str | Path) -> dict[str, tuple[Any, Any]]:
+    """The logged predict requests of each serving variant (stable, canary; the shadow arm's are left
+    out), one row per input row: {variant: (inputs with ts, predictions)}."""
     import pandas as pd
 
     from lockstep.monitor.log import read_log
 
-    inputs, predictions, stamps = [], [], []
-    for record in read_log(log):
+    by_variant: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
+    for record in read_log(store):
         if record["endpoint"] != "predict" or record["variant"] == "shadow" or record["error"]:
             continue
+        inputs, predictions, stamps = by_variant.setdefault(record["variant"], ([], [], []))
         inputs.extend(record["inputs"])
         predictions.extend(record["outputs"])
         stamps.extend([record["ts"]] * len(record["inputs"]))
-    frame = pd.DataFrame(inputs)
-    frame["_ts"] = stamps
-    return frame, pd.Series(predictions, name="prediction")
+    result = {}
+    for variant, (inputs, predictions, stamps) in by_variant.items():
+        frame = pd.DataFrame(inputs)
+        frame["_ts"] = stamps
+        result[variant] = (frame, pd.Series(predictions, name="prediction"))
+    return result
 
 
-def reference_predictions(params_file: Path, lock: dict[str, Any], features: Any) -> Any:
-    """The stable model's predictions on the reference, through the project's prepare_rows hook."""
+def reference_predictions(params_file: Path, model_ref: dict[str, Any], features: Any) -> Any:
+    """A variant's model's predictions on the reference, through the project's prepare_rows hook."""
     import importlib
 
     import mlflow
@@ -49,15 +56,14 @@ def reference_predictions(params_file: Path, lock: dict[str, Any], features: Any
     deploy = deploy_config(params_file)
     hooks = importlib.import_module(deploy.app) if deploy.app else None
     prepare = getattr(hooks, "prepare_rows", None)
-    ref = lock["variants"]["stable"]["model"]
     with mlflow_client():
-        model = mlflow.pyfunc.load_model(f"models:/{ref['name']}/{ref['version']}")
+        model = mlflow.pyfunc.load_model(f"models:/{model_ref['name']}/{model_ref['version']}")
     out = model.predict(prepare(features) if prepare else features)
     return pd.Series(out.tolist() if hasattr(out, "tolist") else list(out), name="prediction")
 
 
-def prompt_checks(cfg: Any, params: dict[str, Any], since: float, until: float) -> dict[str, Any]:
-    """Each prompt's logged answers in [since, until) against its golden-set baseline."""
+def prompt_checks(cfg: Any, params: dict[str, Any], variant: str, since: float, until: float) -> dict[str, Any]:
+    """Each prompt's answers logged by one variant in [since, until) against its golden-set baseline."""
     from lockstep.monitor.checks import prompt_quality
     from lockstep.monitor.log import read_log
 
@@ -65,8 +71,8 @@ def prompt_checks(cfg: Any, params: dict[str, Any], since: float, until: float) 
     reports = Path(paths.get("prompt_reports", "reports/prompts"))
     outputs = Path(paths.get("prompt_outputs", "data/prompt_outputs"))
     by_name: dict[str, list[dict[str, Any]]] = {}
-    for record in read_log(cfg.log, since, until):
-        if record["endpoint"] == "prompt" and record["variant"] != "shadow" and not record["error"]:
+    for record in read_log(cfg.store, since, until):
+        if record["endpoint"] == "prompt" and record["variant"] == variant and not record["error"]:
             by_name.setdefault(record["prompt_name"], []).append(record)
     results = {}
     for name, answers in sorted(by_name.items()):
@@ -80,16 +86,69 @@ def prompt_checks(cfg: Any, params: dict[str, Any], since: float, until: float) 
     return results
 
 
-def tag_versions(lock: dict[str, Any], tags: dict[str, str]) -> list[str]:
-    """The monitor's tags on every model version the lock serves; the versions tagged."""
+def tag_versions(lock: dict[str, Any], tags_by_variant: dict[str, dict[str, str]]) -> list[str]:
+    """Each variant's tags on the model version it serves (the stable variant's last, so it wins
+    when both serve the same version); the versions tagged, as name/version."""
     from lockstep.tracking import mlflow_client
 
-    versions = sorted({(v["model"]["name"], int(v["model"]["version"])) for v in lock["variants"].values()})
+    order = sorted(tags_by_variant, key=lambda v: v == "stable")
+    tagged = set()
     with mlflow_client() as client:
-        for name, version in versions:
-            for key, value in tags.items():
-                client.set_model_version_tag(name, str(version), key, value)
-    return [f"{name}/{version}" for name, version in versions]
+        for variant in order:
+            model = lock["variants"][variant]["model"]
+            for key, value in tags_by_variant[variant].items():
+                client.set_model_version_tag(model["name"], str(model["version"]), key, value)
+            tagged.add((model["name"], int(model["version"])))
+    return [f"{name}/{version}" for name, version in sorted(tagged)]
+
+
+def judge(
+    cfg: Any, reference: Any, ref_predictions: Any, current: Any, predictions: Any, first: int, latest: int
+) -> list[dict[str, Any]]:
+    """One variant's windows first..latest (window numbers), each judged against the reference when it
+    holds at least min_rows rows."""
+    from lockstep.monitor.checks import window_drift
+
+    index = (current["_ts"] // cfg.window_s).astype(int)
+    windows = []
+    for i in range(first, latest + 1):
+        mask = (index == i).to_numpy()
+        rows = int(mask.sum())
+        window: dict[str, Any] = {"start": _iso(i * cfg.window_s), "rows": rows, "judged": rows >= cfg.min_rows}
+        if window["judged"]:
+            features = current[mask].drop(columns="_ts")
+            window |= window_drift(reference, ref_predictions, features, predictions[mask], cfg.drift)
+        else:
+            window |= {"breach": False, "failing": []}
+        windows.append(window)
+    return windows
+
+
+def variant_summary(windows: list[dict[str, Any]], model: dict[str, Any]) -> dict[str, Any]:
+    """A variant's result: its latest judged window's figures, the latest window's failing signals."""
+    judged = [w for w in windows if w["judged"]]
+    last = judged[-1] if judged else {"drift_share": 0.0, "prediction_psi": 0.0, "rows": 0}
+    return {
+        "model": f"{model['name']}/{model['version']}", "windows_judged": len(judged),
+        "breaches": sum(w["breach"] for w in windows), "drift_share": last["drift_share"],
+        "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": windows[-1]["failing"],
+        "drifted_features": last.get("drifted_features", []),
+        "features": {n: {"statistic": f["statistic"], "value": round(f["value"], 6), "drifted": f["drifted"]}
+                     for n, f in last.get("features", {}).items()},
+    }  # fmt: skip
+
+
+def combine(by_variant: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The service's windows: one breaches when any variant's does; failing signals of a variant
+    other than stable are prefixed with its name (canary:dataset_drift)."""
+    combined = []
+    for parts in zip(*by_variant.values(), strict=True):
+        named = zip(by_variant, parts, strict=True)
+        failing = [f"{'' if v == 'stable' else v + ':'}{s}" for v, w in named for s in w["failing"]]
+        combined.append({"start": parts[0]["start"], "rows": sum(w["rows"] for w in parts),
+                         "judged": any(w["judged"] for w in parts), "breach": any(w["breach"] for w in parts),
+                         "failing": failing})  # fmt: skip
+    return combined
 
 
 def monitor(params_file: Path, now: float | None = None, registry: bool = True, cfg: Any = None) -> int:
@@ -98,7 +157,7 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
     import pandas as pd
 
     from lockstep.config import StageError, read_params
-    from lockstep.monitor.checks import retrain_due, window_drift
+    from lockstep.monitor.checks import retrain_due
     from lockstep.monitor.config import MonitorConfig, monitor_config
     from lockstep.monitor.report import write_report
     from lockstep.serve.config import deploy_config
@@ -106,64 +165,62 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
 
     cfg = cfg or monitor_config(params_file) or MonitorConfig()
     params = read_params(params_file)
-    if not cfg.log.exists():
-        raise StageError(f"no inference log at {cfg.log}: serve with conf/monitor (make serve) first")
+    if not is_postgres(cfg.store) and not Path(cfg.store).exists():
+        raise StageError(f"no inference log at {cfg.store}: serve with conf/monitor (make serve) first")
     if not cfg.reference.exists():
         raise StageError(f"no reference at {cfg.reference}: run the pipeline first (make repro)")
     target = cfg.target or params.get("data", {}).get("target")
     reference = pd.read_parquet(cfg.reference).drop(columns=[target] if target else [], errors="ignore")
     lock = read_lock(deploy_config(params_file).lock_file)
-    ref_predictions = reference_predictions(params_file, lock, reference)
-    current, predictions = logged_rows(cfg.log)
+    logged = {v: rows for v, rows in logged_rows(cfg.store).items() if v in lock["variants"]}
+    if not logged:
+        raise StageError(f"{describe(cfg.store)} holds no predictions of deployment {lock['deploy_id']}'s variants yet")
     now = time.time() if now is None else now
-    if current.empty:
-        raise StageError(f"{cfg.log} holds no predictions yet")
-    index = (current["_ts"] // cfg.window_s).astype(int)
-    latest = int(index.max())
-    windows = []
-    for i in range(latest - cfg.windows_m + 1, latest + 1):
-        mask = (index == i).to_numpy()
-        rows = int(mask.sum())
-        window: dict[str, Any] = {"start": _iso(i * cfg.window_s), "rows": rows, "judged": rows >= cfg.min_rows}
-        if window["judged"]:
-            window |= window_drift(
-                reference, ref_predictions, current[mask].drop(columns="_ts"), predictions[mask], cfg.drift
-            )
-        else:
-            window["breach"] = False
-        windows.append(window)
-    prompts = prompt_checks(cfg, params, latest * cfg.window_s, (latest + 1) * cfg.window_s)
-    prompt_failing = [f"prompt:{name}:{signal}" for name, r in prompts.items() for signal in r["failing"]]
-    if prompt_failing:
-        windows[-1]["failing"] = [*windows[-1].get("failing", []), *prompt_failing]
-        windows[-1]["breach"] = True
+    latest = max(int(frame["_ts"].max() // cfg.window_s) for frame, _ in logged.values())
+    first = latest - cfg.windows_m + 1
+    variants: dict[str, dict[str, Any]] = {}
+    for name in sorted(logged, key=lambda v: (v != "stable", v)):  # stable first
+        current, predictions = logged[name]
+        model = lock["variants"][name]["model"]
+        ref_predictions = reference_predictions(params_file, model, reference)
+        windows = judge(cfg, reference, ref_predictions, current, predictions, first, latest)
+        prompts = prompt_checks(cfg, params, name, latest * cfg.window_s, (latest + 1) * cfg.window_s)
+        prompt_failing = [f"prompt:{p}:{signal}" for p, r in prompts.items() for signal in r["failing"]]
+        if prompt_failing:
+            windows[-1]["failing"] = [*windows[-1]["failing"], *prompt_failing]
+            windows[-1]["breach"] = True
+        latest_rows = (current["_ts"] // cfg.window_s).astype(int).to_numpy() == latest
+        variants[name] = {
+            "summary": variant_summary(windows, model) | {"prompts": prompts}, "windows": windows,
+            "ref_predictions": ref_predictions, "current": current[latest_rows].drop(columns="_ts"),
+            "predictions": predictions[latest_rows],
+        }  # fmt: skip
+    windows = combine({name: v["windows"] for name, v in variants.items()})
     breaches = [w["breach"] for w in windows]
     retrain = retrain_due(breaches, cfg.breaches_n, cfg.windows_m)
-    judged = [w for w in windows if w["judged"]]
-    last = judged[-1] if judged else {"drift_share": 0.0, "prediction_psi": 0.0, "failing": [], "rows": 0}
+    main = next(iter(variants.values()))["summary"]  # stable's figures at the top, when it has traffic
     summary = {
-        "last_check": _iso(now), "windows": len(windows), "windows_judged": len(judged), "breaches": sum(breaches),
-        "breaches_n": cfg.breaches_n, "retrain": retrain, "drift_share": last["drift_share"],
-        "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": windows[-1].get("failing", []),
-        "drifted_features": last.get("drifted_features", []),
+        "last_check": _iso(now), "windows": len(windows), "windows_judged": sum(w["judged"] for w in windows),
+        "breaches": sum(breaches), "breaches_n": cfg.breaches_n, "retrain": retrain,
+        "drift_share": main["drift_share"], "prediction_psi": main["prediction_psi"], "rows": main["rows"],
+        "failing": windows[-1]["failing"], "drifted_features": main["drifted_features"],
     }  # fmt: skip
     cfg.out.mkdir(parents=True, exist_ok=True)
-    metrics = {k: v for k, v in summary.items() if k not in ("last_check",)}
-    metrics["prompts"] = prompts
-    metrics["features"] = {n: {"statistic": f["statistic"], "value": round(f["value"], 6), "drifted": f["drifted"]}
-                           for n, f in last.get("features", {}).items()}  # fmt: skip
+    metrics = {k: v for k, v in summary.items() if k != "last_check"}
+    metrics["prompts"] = main["prompts"]
+    metrics["features"] = main["features"]
+    metrics["variants"] = {name: v["summary"] for name, v in variants.items()}
     (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    latest_mask = (index == latest).to_numpy()
-    write_report(
-        cfg.out / "report.html", summary, windows, reference, ref_predictions,
-        current[latest_mask].drop(columns="_ts"), predictions[latest_mask], cfg.drift.categorical_max_unique,
-    )  # fmt: skip
-    failing = ",".join(summary["failing"]) or "none"
+    write_report(cfg.out / "report.html", summary, windows, variants, reference, cfg.drift.categorical_max_unique)
     tagged = []
     if registry:
-        tags = {"monitor.drift_share": str(last["drift_share"]), "monitor.last_check": summary["last_check"],
-                "monitor.failing": failing}  # fmt: skip
+        tags = {
+            name: {"monitor.drift_share": str(v["summary"]["drift_share"]), "monitor.last_check": summary["last_check"],
+                   "monitor.failing": ",".join(v["summary"]["failing"]) or "none"}
+            for name, v in variants.items()
+        }  # fmt: skip
         tagged = tag_versions(lock, tags)
+    failing = ",".join(summary["failing"]) or "none"
     request = cfg.out / "retrain.json"
     if retrain:
         reason = f"{sum(breaches)} of the last {len(windows)} windows breach ({failing} in the latest)"
@@ -173,10 +230,15 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
         request.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     else:
         request.unlink(missing_ok=True)
-    psi = last["prediction_psi"]
-    print(f"monitor: {len(judged)} of {len(windows)} windows judged; latest drift share {last['drift_share']:.2f}, "
-          f"prediction PSI {psi:.3f}, failing: {failing}; {sum(breaches)} breach(es)"
-          f"{'; tagged ' + ', '.join(tagged) if tagged else ''}")  # fmt: skip
+    psi = main["prediction_psi"]
+    per_variant = "; ".join(
+        f"{name} ({v['summary']['model']}): drift share {v['summary']['drift_share']:.2f},"
+        f" prediction PSI {v['summary']['prediction_psi']:.3f}"
+        for name, v in variants.items()
+    )
+    tagged_note = f"; tagged {', '.join(tagged)}" if tagged else ""
+    print(f"monitor: {summary['windows_judged']} of {len(windows)} windows judged; latest {per_variant};"
+          f" failing: {failing}; {sum(breaches)} breach(es){tagged_note}")  # fmt: skip
     if retrain:
         print(f"monitor: retraining requested ({request}); exit {RETRAIN_EXIT}")
         return RETRAIN_EXIT

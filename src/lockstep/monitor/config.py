@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lockstep.config import read_params, section
 
@@ -39,7 +40,8 @@ class PromptThresholds(_Strict):
 class MonitorConfig(_Strict):
     """conf/monitor: what the service logs, and how `lockstep monitor` judges the windows."""
 
-    log: Path = Path("monitor/inference.db")  # SQLite file the service appends to
+    log: str = "monitor/inference.db"  # SQLite file, or postgresql://user@host:port/db (no password)
+    log_url_env: str = "LOCKSTEP_MONITOR_LOG"  # a variable that, when set, names the log instead (a secret)
     sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests logged
     queue_size: int = Field(default=10000, gt=0)  # records waiting for the writer; beyond: dropped, counted
     reference: Path = Path("data/prepared/train.parquet")  # the training data, as prepared
@@ -51,6 +53,23 @@ class MonitorConfig(_Strict):
     windows_m: int = Field(default=5, gt=0)  # ... of the last M windows breach, the latest included
     drift: DriftThresholds = DriftThresholds()
     prompts: PromptThresholds = PromptThresholds()
+
+    @field_validator("log")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if "://" in value and urlsplit(value).password is not None:
+            raise ValueError(
+                "a password in the log's URL would be committed: leave it out and set PGPASSWORD"
+                " (or ~/.pgpass), or give the whole URL in the variable named by log_url_env"
+            )
+        return value
+
+    @property
+    def store(self) -> str:
+        """Where the log is: $<log_url_env> when set, else `log` (a SQLite file or a PostgreSQL URL)."""
+        return os.environ.get(self.log_url_env) or self.log
 
 
 def monitor_config(params_file: Path) -> MonitorConfig | None:

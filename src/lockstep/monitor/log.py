@@ -1,11 +1,12 @@
 """The inference log: each sampled request's inputs, outputs, variant, versions, latency and
-quality signals, in SQLite. A request only puts a record on a bounded queue (never blocks);
-a background thread redacts PII and writes batches. A full queue drops the record and counts it.
+quality signals, in SQLite (a file, the default) or PostgreSQL (a `postgresql://` URL, for teams).
+A request only puts a record on a bounded queue (never blocks); a background thread redacts PII
+and writes batches. A full queue drops the record and counts it; so does a failed write.
 
 Table `inference`: ts (epoch s), deploy_id, variant, endpoint (predict | prompt), model_name,
 model_version, prompt_name, prompt_version, latency_ms, inputs (JSON: the rows, or the prompt's
 variables), outputs (JSON: the predictions, or the answer), quality (JSON list: empty, invalid,
-schema, pii, refusal), error (text or NULL).
+schema, pii, refusal), error (text or NULL). Both databases are reached through SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -14,22 +15,68 @@ import json
 import queue
 import random
 import re
-import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lockstep.config import StageError
+from lockstep.config import redact as redact_uri
+
 COLUMNS = ("ts", "deploy_id", "variant", "endpoint", "model_name", "model_version", "prompt_name",
            "prompt_version", "latency_ms", "inputs", "outputs", "quality", "error")  # fmt: skip
-SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
-    id INTEGER PRIMARY KEY, ts REAL NOT NULL, deploy_id TEXT, variant TEXT, endpoint TEXT, model_name TEXT,
-    model_version INTEGER, prompt_name TEXT, prompt_version INTEGER, latency_ms REAL, inputs TEXT, outputs TEXT,
-    quality TEXT, error TEXT);
-CREATE INDEX IF NOT EXISTS inference_ts ON inference (ts);"""
-INSERT = f"INSERT INTO inference ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+JSON_COLUMNS = ("inputs", "outputs", "quality")
 BATCH = 500
 _STOP = object()
+POSTGRES = ("postgresql://", "postgresql+psycopg2://", "postgres://")
+
+
+def is_postgres(store: str | Path) -> bool:
+    return str(store).startswith(POSTGRES)
+
+
+def database_url(store: str | Path) -> str:
+    """SQLAlchemy's URL of the log: a PostgreSQL URL as given (driver psycopg2), else a SQLite file."""
+    if is_postgres(store):
+        return "postgresql+psycopg2://" + str(store).split("://", 1)[1]
+    return f"sqlite:///{Path(store)}"
+
+
+def describe(store: str | Path) -> str:
+    """The log as messages name it: any password replaced by ***."""
+    return redact_uri(str(store))
+
+
+def _table(metadata: Any) -> Any:
+    from sqlalchemy import Column, Float, Index, Integer, Table, Text
+
+    table = Table(
+        "inference", metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True), Column("ts", Float, nullable=False),
+        *(Column(c, Text) for c in ("deploy_id", "variant", "endpoint", "model_name")),
+        Column("model_version", Integer), Column("prompt_name", Text), Column("prompt_version", Integer),
+        Column("latency_ms", Float), *(Column(c, Text) for c in ("inputs", "outputs", "quality", "error")),
+    )  # fmt: skip
+    Index("inference_ts", table.c.ts)
+    return table
+
+
+def engine(store: str | Path) -> tuple[Any, Any]:
+    """(engine, table) of the log; PostgreSQL needs the driver, psycopg2 (lockstep-mlops[postgres])."""
+    from sqlalchemy import MetaData, create_engine
+
+    if is_postgres(store):
+        try:
+            import psycopg2  # noqa: F401
+        except ImportError:
+            raise StageError(
+                f"inference log {describe(store)}: PostgreSQL needs psycopg2: depend on lockstep-mlops[postgres]"
+            ) from None
+        connect_args: dict[str, Any] = {"connect_timeout": 10}
+    else:
+        Path(store).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {}
+    return create_engine(database_url(store), connect_args=connect_args), _table(MetaData())
 
 
 def pii_patterns() -> list[tuple[str, re.Pattern[str]]]:
@@ -53,17 +100,23 @@ def redact(value: Any, patterns: list[tuple[str, re.Pattern[str]]]) -> Any:
 
 
 class InferenceLog:
-    """Append-only, sampled, never in a request's way. `flush()` waits until queued records are written."""
+    """Append-only, sampled, never in a request's way. `flush()` waits until queued records are written.
+
+    `store` is a SQLite file or a PostgreSQL URL (its password from PGPASSWORD or ~/.pgpass, never
+    the URL in a file). The table is created at start-up: a database out of reach fails then, in one
+    line, not on a request."""
 
     def __init__(
         self,
-        path: Path,
+        store: str | Path,
         sample_rate: float = 1.0,
         queue_size: int = 10000,
         on_drop: Callable[[int], None] | None = None,
         start: bool = True,
     ) -> None:
-        self.path = Path(path)
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self.store = store
         self.sample_rate = sample_rate
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.on_drop = on_drop
@@ -71,13 +124,16 @@ class InferenceLog:
         self.written = 0
         self._lock = threading.Lock()
         self._patterns = pii_patterns()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path)
+        self.engine, self.table = engine(store)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-        finally:
-            db.close()
+            with self.engine.begin() as db:
+                if not is_postgres(store):
+                    db.exec_driver_sql("PRAGMA journal_mode=WAL")
+                self.table.metadata.create_all(db)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise StageError(f"inference log {describe(store)}: cannot create its table: {reason}") from None
         self.thread = threading.Thread(target=self._run, name="inference-log", daemon=True)
         if start:
             self.thread.start()
@@ -102,19 +158,19 @@ class InferenceLog:
         if self.on_drop:
             self.on_drop(n)
 
-    def _row(self, fields: dict[str, Any]) -> tuple[Any, ...]:
-        row = []
+    def _row(self, fields: dict[str, Any]) -> dict[str, Any]:
+        row = {}
         for column in COLUMNS:
             value = fields.get(column)
             if column in ("inputs", "outputs", "error"):
                 value = redact(value, self._patterns)
-            if column in ("inputs", "outputs", "quality") and value is not None:
+            if column in JSON_COLUMNS and value is not None:
                 value = json.dumps(value, default=str)
-            row.append(value)
-        return tuple(row)
+            row[column] = value
+        return row
 
     def _run(self) -> None:
-        db = sqlite3.connect(self.path)
+        insert = self.table.insert()
         try:
             while True:
                 batch = [self.queue.get()]
@@ -125,18 +181,19 @@ class InferenceLog:
                         break
                 records = [r for r in batch if r is not _STOP]
                 try:
-                    db.executemany(INSERT, [self._row(r) for r in records])
-                    db.commit()
+                    if records:
+                        with self.engine.begin() as db:
+                            db.execute(insert, [self._row(r) for r in records])
                     with self._lock:
                         self.written += len(records)
-                except Exception:  # a full disk or a locked file costs records, never the service
+                except Exception:  # a full disk, a locked file, a database away: records lost, never the service
                     self._drop(len(records))
                 for _ in batch:
                     self.queue.task_done()
                 if len(records) < len(batch):
                     return
         finally:
-            db.close()
+            self.engine.dispose()
 
     def flush(self) -> None:
         self.queue.join()
@@ -146,22 +203,30 @@ class InferenceLog:
         if self.thread.is_alive():
             self.queue.put(_STOP)
             self.thread.join(timeout=30)
+        else:
+            self.engine.dispose()
 
 
-def read_log(path: Path, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+def read_log(store: str | Path, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
     """The logged records between since and until (epoch s), oldest first, JSON columns parsed."""
-    query, args = "SELECT * FROM inference WHERE 1=1", []
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    db_engine, table = engine(store)
+    query = select(table)
     if since is not None:
-        query, args = query + " AND ts >= ?", [*args, since]
+        query = query.where(table.c.ts >= since)
     if until is not None:
-        query, args = query + " AND ts < ?", [*args, until]
-    db = sqlite3.connect(path)
+        query = query.where(table.c.ts < until)
     try:
-        db.row_factory = sqlite3.Row
-        rows = [dict(r) for r in db.execute(query + " ORDER BY ts, id", args)]
+        with db_engine.connect() as db:
+            rows = [dict(r._mapping) for r in db.execute(query.order_by(table.c.ts, table.c.id))]
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise StageError(f"cannot read the inference log {describe(store)}: {reason}") from None
     finally:
-        db.close()
+        db_engine.dispose()
     for row in rows:
-        for column in ("inputs", "outputs", "quality"):
+        for column in JSON_COLUMNS:
             row[column] = json.loads(row[column]) if row[column] is not None else None
     return rows

@@ -32,13 +32,16 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
     from lockstep.config import read_params
     from lockstep.monitor.command import monitor
     from lockstep.monitor.config import MonitorConfig, monitor_config
-    from lockstep.monitor.log import InferenceLog
+    from lockstep.monitor.log import InferenceLog, is_postgres
     from lockstep.serve.app import Running, build
     from lockstep.serve.client import Client
 
     shift = parse_shift(shift_spec)
     base = monitor_config(params_file) or MonitorConfig()
-    cfg = base.model_copy(update={"log": base.log.with_name("rehearsal.db"), "out": base.out / "rehearsal"})
+    # a SQLite file of its own beside production's (or in monitor/ when production's is PostgreSQL)
+    local = Path("monitor/inference.db") if is_postgres(base.store) else Path(base.store)
+    log = local.with_name("rehearsal.db")
+    cfg = base.model_copy(update={"log": str(log), "log_url_env": "", "out": base.out / "rehearsal"})
     test_file = base.reference.with_name("test.parquet")
     if not test_file.exists():
         raise StageError(f"no test split at {test_file}: run the pipeline first (make repro)")
@@ -51,10 +54,10 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
             raise StageError(f"shift: no feature '{feature}' (features: {', '.join(map(str, test.columns))})")
         scale = float(pd.read_parquet(base.reference)[feature].std())
         test[feature] = test[feature] + amount * scale
-    for path in (cfg.log, cfg.log.with_name(cfg.log.name + "-wal"), cfg.log.with_name(cfg.log.name + "-shm")):
+    for path in (log, log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm")):
         path.unlink(missing_ok=True)
     app, service = build(params_file, lock_file, log=False)
-    service.log = InferenceLog(cfg.log, 1.0, cfg.queue_size, service.metrics.log_dropped.inc)
+    service.log = InferenceLog(log, 1.0, cfg.queue_size, service.metrics.log_dropped.inc)
     rows = max(cfg.min_rows, len(test))
     clock: dict[str, Any] = {"now": 0.0}
     service.clock = lambda: clock["now"]

@@ -37,14 +37,60 @@ def _plot(reference: pd.Series, current: pd.Series, title: str, categorical: boo
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_report(
-    path: Path, summary: dict[str, Any], windows: list[dict[str, Any]], reference: pd.DataFrame,
-    ref_predictions: pd.Series, current: pd.DataFrame, predictions: pd.Series, max_unique: int,
-) -> None:  # fmt: skip
+def _windows_table(windows: list[dict[str, Any]], detail: bool) -> list[str]:
+    e = html.escape
+    head = "<th>drift share</th><th>prediction PSI</th>" if detail else ""
+    parts = [f"<table><tr><th>start (UTC)</th><th>rows</th>{head}<th>failing</th></tr>"]
+    for w in windows:
+        failing = (", ".join(w["failing"]) or "none") if w.get("judged") else "not judged (too few rows)"
+        cells = f"<td>{w.get('drift_share', '')}</td><td>{w.get('prediction_psi', '')}</td>" if detail else ""
+        parts.append(f"<tr><td>{e(w['start'])}</td><td>{w['rows']}</td>{cells}<td>{e(failing)}</td></tr>")
+    return [*parts, "</table>"]
+
+
+def _variant(name: str, v: dict[str, Any], reference: pd.DataFrame, max_unique: int) -> list[str]:
+    """One serving variant: its windows, its latest judged window's features and the plots of the drifted ones."""
     from lockstep.monitor.checks import is_categorical
 
     e = html.escape
-    latest = windows[-1] if windows else {}
+    parts = [f"<h2 id='variant-{e(name)}'>Variant {e(name)}: {e(v['summary']['model'])}</h2>",
+             *_windows_table(v["windows"], detail=True)]  # fmt: skip
+    latest = v["windows"][-1]
+    if not latest.get("judged"):
+        return [*parts, "<p>The latest window is not judged (too few rows).</p>"]
+    parts.append("<h3>Latest window, per feature</h3><table><tr><th>feature</th><th>statistic</th>"
+                 "<th>value</th><th>threshold</th><th>drifted</th></tr>")  # fmt: skip
+    for feature, f in latest["features"].items():
+        cls = " class='drift'" if f["drifted"] else ""
+        parts.append(
+            f"<tr{cls}><td>{e(feature)}</td><td>{e(f['statistic'])}</td><td>{f['value']:.4g}</td>"
+            f"<td>{f['threshold']}</td><td>{'yes' if f['drifted'] else 'no'}</td></tr>"
+        )
+    parts.append("</table><h3>Drifted features</h3>")
+    if not latest["drifted_features"]:
+        parts.append("<p>None.</p>")
+    current = v["current"]
+    for feature in latest["drifted_features"]:
+        f = latest["features"][feature]
+        title = f"{feature}: {f['statistic']} {f['value']:.4g} (threshold {f['threshold']})"
+        png = _plot(reference[feature], current[feature], title, is_categorical(reference[feature], max_unique))
+        parts.append(f"<figure><img alt='{e(title)}' src='data:image/png;base64,{png}'>"
+                     f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
+    title = f"predictions: PSI {latest['prediction_psi']:.4g}"
+    ref_predictions, predictions = v["ref_predictions"], v["predictions"]
+    png = _plot(ref_predictions, predictions, title, is_categorical(ref_predictions, max_unique))
+    parts.append(f"<h3>Predictions</h3><figure><img alt='{e(title)}' src='data:image/png;base64,{png}'>"
+                 f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
+    return parts
+
+
+def write_report(
+    path: Path, summary: dict[str, Any], windows: list[dict[str, Any]], variants: dict[str, dict[str, Any]],
+    reference: pd.DataFrame, max_unique: int,
+) -> None:  # fmt: skip
+    """The page: the service's windows (a window breaches when any variant's does), then each serving
+    variant judged on its own traffic, against its own model's predictions on the reference."""
+    e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Lockstep monitor</title>",
         "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:left}"
@@ -53,37 +99,10 @@ def write_report(
         f"<p>Checked {e(summary['last_check'])}. Retraining requested: <b>{'yes' if summary['retrain'] else 'no'}</b>"
         f" ({summary['breaches']} of the last {summary['windows']} windows breach; rule: at least "
         f"{summary['breaches_n']}, the latest included).</p>",
-        "<h2>Windows</h2><table><tr><th>start (UTC)</th><th>rows</th><th>drift share</th>"
-        "<th>prediction PSI</th><th>failing</th></tr>",
+        "<h2>Windows, all variants</h2>",
+        *_windows_table(windows, detail=False),
     ]
-    for w in windows:
-        failing = ", ".join(w.get("failing", [])) if w.get("judged") else "not judged (too few rows)"
-        parts.append(
-            f"<tr><td>{e(w['start'])}</td><td>{w['rows']}</td><td>{w.get('drift_share', '')}</td>"
-            f"<td>{w.get('prediction_psi', '')}</td><td>{e(failing)}</td></tr>"
-        )
-    parts.append("</table>")
-    if latest.get("judged"):
-        parts.append("<h2>Latest window, per feature</h2><table><tr><th>feature</th><th>statistic</th>"
-                     "<th>value</th><th>threshold</th><th>drifted</th></tr>")  # fmt: skip
-        for name, f in latest["features"].items():
-            cls = " class='drift'" if f["drifted"] else ""
-            parts.append(
-                f"<tr{cls}><td>{e(name)}</td><td>{e(f['statistic'])}</td><td>{f['value']:.4g}</td>"
-                f"<td>{f['threshold']}</td><td>{'yes' if f['drifted'] else 'no'}</td></tr>"
-            )
-        parts.append("</table><h2>Drifted features</h2>")
-        if not latest["drifted_features"]:
-            parts.append("<p>None.</p>")
-        for name in latest["drifted_features"]:
-            f = latest["features"][name]
-            title = f"{name}: {f['statistic']} {f['value']:.4g} (threshold {f['threshold']})"
-            png = _plot(reference[name], current[name], title, is_categorical(reference[name], max_unique))
-            parts.append(f"<figure><img alt='{e(title)}' src='data:image/png;base64,{png}'>"
-                         f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
-        title = f"predictions: PSI {latest['prediction_psi']:.4g}"
-        png = _plot(ref_predictions, predictions, title, is_categorical(ref_predictions, max_unique))
-        parts.append(f"<h2>Predictions</h2><figure><img alt='{e(title)}' src='data:image/png;base64,{png}'>"
-                     f"<figcaption>{e(title)}</figcaption></figure>")  # fmt: skip
+    for name, v in variants.items():
+        parts.extend(_variant(name, v, reference, max_unique))
     parts.append("</body></html>")
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -224,7 +224,8 @@ class Service:
         if monitor is not None:
             from lockstep.monitor.log import InferenceLog
 
-            self.log = InferenceLog(monitor.log, monitor.sample_rate, monitor.queue_size, self.metrics.log_dropped.inc)
+            drops = self.metrics.log_dropped.inc
+            self.log = InferenceLog(monitor.store, monitor.sample_rate, monitor.queue_size, drops)
 
     def close(self) -> None:
         """Write the queued log records and stop the writer."""

@@ -71,6 +71,14 @@ def _monitor(args: argparse.Namespace) -> int:
     return monitor(args.params, registry=not args.no_registry)
 
 
+def _retrain(args: argparse.Namespace) -> int:
+    from lockstep.monitor import retrain
+
+    if args.action == "branch":
+        return retrain.branch(args.branch, args.request, args.body)
+    return retrain.gitlab_mr(args.body)
+
+
 def _monitor_rehearsal(args: argparse.Namespace) -> int:
     _needs_serve_extra()
     from lockstep.monitor.rehearsal import rehearsal
@@ -111,6 +119,12 @@ def add_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
     sub = command("monitor", _monitor, "judge the inference log's windows for drift; tag the served versions;"
                   " exit 4 with reports/monitor/retrain.json when retraining is due")  # fmt: skip
     sub.add_argument("--no-registry", action="store_true", help="leave the registry's tags alone")
+    sub = command("retrain", _retrain, "commit a reproduced pipeline on a new branch for review (branch); push it"
+                  " and open its GitLab merge request (gitlab-mr)", params=False)  # fmt: skip
+    sub.add_argument("action", choices=["branch", "gitlab-mr"], help="what to do")
+    sub.add_argument("--branch", default=None, help="branch name (default: $RETRAIN_BRANCH, else retrain/<UTC time>)")
+    sub.add_argument("--request", type=Path, default=Path("reports/monitor/retrain.json"), help="the monitor's request")
+    sub.add_argument("--body", type=Path, default=Path("reports/monitor/retrain-pr.md"), help="description file")
     sub = command("monitor-rehearsal", _monitor_rehearsal, "serve on loopback, send windows of test-split traffic"
                   " (shifted with --shift), judge them as monitor does")  # fmt: skip
     sub.add_argument("--shift", default=os.environ.get("SHIFT") or None, help="FEATURE:+Nsd, e.g. f1:+2sd")
