@@ -122,7 +122,6 @@ def test_monitor_command_tags_the_served_versions_and_requests_retraining(deploy
 
     project(deployed)
     serve_windows(deployed, {"stable": [0, 0, 0], "canary": [0, 0, 0]})
-    started = time.perf_counter()
     assert cli.main(["monitor", "--params", str(deployed.params_file)]) == 0
     out = capsys.readouterr().out
     assert "0 breach(es)" in out and "tagged serve_test/1, serve_test/2" in out
@@ -134,7 +133,6 @@ def test_monitor_command_tags_the_served_versions_and_requests_retraining(deploy
     # the canary's traffic shifts (the stable's does not): two breaching windows of the last five -> retraining
     serve_windows(deployed, {"stable": [0, 0], "canary": [2, 2]}, seed=200)
     assert cli.main(["monitor", "--params", str(deployed.params_file)]) == RETRAIN_EXIT
-    elapsed = time.perf_counter() - started
     request = json.loads((deployed.root / "reports" / "monitor" / "retrain.json").read_text())
     assert "canary:dataset_drift" in request["reason"] and request["versions"] == ["serve_test/1", "serve_test/2"]
     metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
@@ -153,7 +151,6 @@ def test_monitor_command_tags_the_served_versions_and_requests_retraining(deploy
     assert tags["2"]["monitor.failing"].startswith("dataset_drift") and float(tags["2"]["monitor.drift_share"]) == 0.5
     for version in ("1", "2"):
         assert tags[version]["monitor.last_check"].startswith(time.strftime("%Y-", time.gmtime()))
-    assert elapsed < 60
 
 
 def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
