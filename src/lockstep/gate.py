@@ -74,13 +74,14 @@ class Value:
 
     number: float | None = None
     problem: str | None = None  # "absent" (no base yet / new metric), else why it is unreadable
+    text: bool = False  # a value that is not a number at all: a string, a list, a boolean
 
     @classmethod
     def of(cls, raw: Any, absent: str | None = None) -> Value:
         if raw is None:
             return cls(problem=absent or "missing")
         if isinstance(raw, bool) or not isinstance(raw, int | float):
-            return cls(problem=f"not a number ({raw!r})")
+            return cls(problem=f"not a number ({raw!r})", text=True)
         if math.isnan(raw) or math.isinf(raw):
             return cls(problem=f"not a number ({raw})")
         return cls(number=float(raw))
@@ -207,7 +208,12 @@ def report(
         mark = "✅ pass" if c.passed else "❌ " + "; ".join(c.failures)
         cells = [f"`{c.metric}`", c.old.show(), c.new.show(), change(c.old, c.new), c.rule.describe(), mark]
         lines.append("| " + " | ".join(cells) + " |")
-    ungated = [name for name in sorted(values) if not any(c.metric == name for c in checks)]
+    # Text values (a timestamp, a list of feature names) are context, not measurements: only a rule shows them
+    ungated = [
+        name for name in sorted(values)
+        if not any(c.metric == name for c in checks)
+        and not (all(v.number is None for v in values[name]) and any(v.text for v in values[name]))
+    ]  # fmt: skip
     if ungated:
         lines += ["", "<details><summary>Metrics without a rule</summary>", ""]
         lines += ["| metric | base | new | change |", "| --- | --- | --- | --- |"]

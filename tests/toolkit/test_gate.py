@@ -122,6 +122,7 @@ def test_report_and_junit() -> None:
     values = {
         "reports/metrics.json:accuracy": (Value.of(0.96), Value.of(0.90)),
         "reports/metrics.json:new_metric": (Value(problem="absent"), Value.of(1.5)),
+        "reports/monitor/metrics.json:last_check": (Value.of("2026-11-25T10:00Z"), Value.of("2026-11-26T10:00Z")),
     }
     checks = gate.apply_rules([ACCURACY], values)
     context = {"base": "a" * 40, "head": "b" * 40, "params": "| param |", "prompts": "-old\n+new\n"}
@@ -132,6 +133,7 @@ def test_report_and_junit() -> None:
     assert "higher is better, min 0.9, drop ≤ 0.02 | ❌ regressed by 0.06 > 0.02 |" in text
     assert "Metrics without a rule" in text
     assert "| `reports/metrics.json:new_metric` | — (absent) | 1.5 | new |" in text
+    assert "last_check" not in text  # text is context, not a measurement: shown only when a rule names it
     assert "```diff\n-old\n+new\n```" in text and "### Params changed" in text
     assert "Base: `main` (merge base `aaaaaaaaaa`) · head `bbbbbbbbbb`" in text
     suite = ET.fromstring(gate.junit(checks))
