@@ -243,8 +243,9 @@ def test_retraining_commands_make_a_branch_ready_for_a_pull_request(project: Pat
         assert git(project, "status", "--porcelain").stdout == ""  # everything reproduced is committed
         assert f"**Why:** {reason}" in (monitor / "retrain-pr.md").read_text()
         sh(project, "make", "check-lock")  # the pull request's first check passes
-        # the monitor's metrics are DVC metrics: the pull request's diff shows them
-        diff = json.loads(sh(project, "dvc", "metrics", "diff", "new-data", "--json").stdout)
+        # the monitor's metrics file is a DVC metrics file: the pull request's diff shows it
+        targets = ("--targets", "reports/monitor/metrics.json")
+        diff = json.loads(sh(project, "dvc", "metrics", "diff", "new-data", *targets, "--json").stdout)
         assert diff["reports/monitor/metrics.json"]["drift_share"] == {"old": None, "new": 0.6}
     finally:
         git(project, "checkout", "-q", "-f", "main")

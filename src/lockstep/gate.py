@@ -153,9 +153,17 @@ def base_file(rev: str, path: str) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"unreadable at base ({type(exc).__name__})"
 
 
-def metric_values(base_rev: str) -> dict[str, tuple[Value, Value]]:
-    """Every metric of workspace and base as (old, new), keyed "<file>:<key>"."""
+def metric_values(base_rev: str, rules: list[Rule] | None = None) -> dict[str, tuple[Value, Value]]:
+    """Every metric of workspace and base as (old, new), keyed "<file>:<key>": the metrics files
+    dvc.yaml declares, and any other file a rule names (e.g. the monitor's, which no stage writes)."""
     diff = dvc_json("metrics", "diff", base_rev, "--all")
+    named = {rule.metric.rpartition(":")[0] for rule in rules or []}
+    undeclared = sorted(
+        path for path in named - set(diff)
+        if not any(c in path for c in "*?[") and (Path(path).exists() or base_file(base_rev, path)[0] is not None)
+    )  # fmt: skip
+    if undeclared:
+        diff |= dvc_json("metrics", "diff", base_rev, "--all", "--targets", *undeclared)
     values = {}
     for path, metrics in diff.items():
         committed, why = base_file(base_rev, path)
@@ -304,7 +312,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     own = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
     gates, rules_note = base_rules(base_rev, params_file, own)
-    values = metric_values(base_rev)
+    values = metric_values(base_rev, gates.rules)
     checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
     params_diff = dvc_json("params", "diff", base_rev)
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(params_diff)}

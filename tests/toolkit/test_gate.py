@@ -247,6 +247,28 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     assert "error: gate: base 'nowhere' is not a known revision" in capsys.readouterr().err
 
 
+def test_a_rule_on_a_metrics_file_no_stage_declares_is_applied(repo, params: dict, save_params, capsys) -> None:
+    # The monitor's metrics file is written outside the pipeline: dvc.yaml does not declare it,
+    # so `dvc metrics show` never warns about it, and a rule that names it still reads it.
+    subprocess.run(["dvc", "init", "-q"], check=True)
+    Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n")
+    params["gates"]["rules"] = [
+        {"metric": "reports/metrics.json:accuracy", "direction": "higher"},
+        {"metric": "reports/monitor/metrics.json:drift_share", "direction": "lower", "max": 0.5},
+    ]
+    params_file = save_params()
+    Path("reports/monitor").mkdir(parents=True)
+    Path("reports/metrics.json").write_text(json.dumps({"accuracy": 0.95}))
+    repo("add", "-A")
+    repo("commit", "-q", "-m", "base")
+    Path("reports/monitor/metrics.json").write_text(json.dumps({"drift_share": 0.6, "last_check": "2026-11-26"}))
+    assert gate.compare("main", params_file, Path("reports/gate")) == 1
+    assert "gate: FAIL reports/monitor/metrics.json:drift_share: 0.6 > max 0.5" in capsys.readouterr().err
+    report = Path("reports/gate/report.md").read_text()
+    assert "| `reports/monitor/metrics.json:drift_share` | — (absent) | 0.6 | new |" in report
+    assert "last_check" not in report
+
+
 def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: dict, save_params, capsys) -> None:
     subprocess.run(["dvc", "init", "-q"], check=True)
     Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n")
