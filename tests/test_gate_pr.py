@@ -151,6 +151,10 @@ def test_a_stale_lock_names_the_command_that_fixes_it(project: Path) -> None:
 
 def test_promote_moves_champion_and_the_app_uses_it(project: Path) -> None:
     branch(project, "main")
+    # make register (both CI files call it) re-registers the same bytes as the same versions
+    registered = sh(project, "make", "register").stdout
+    assert "register: models:/support_insights/1 (@challenger)" in registered
+    assert "register: prompts:/triage_ticket/1 (@challenger)" in registered
     sh(project, "make", "gate", "BASE=main")  # promote decides on the gate's checks.json (the policies)
     assert "\npolicy: allow (models:/support_insights/1" in sh(project, "make", "policy").stdout
     assert (

@@ -197,6 +197,15 @@ def test_pods_are_non_root_probed_sized_and_pinned_by_digest(project: Path) -> N
     assert notes["lockstep.io/prompt-versions"] == "stable:summarize_ticket/2,canary:summarize_ticket/3"
 
 
+def test_an_inference_log_in_postgresql_needs_no_volume(project: Path) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["monitor"]["log"] = "postgresql://monitor@db.internal:5432/inference"
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    (rollout,) = by_kind(generate(project)["argo-rollouts.yaml"], "Rollout")
+    (container,) = rollout["spec"]["template"]["spec"]["containers"]
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+
+
 def test_a_tag_without_digest_is_kept_and_flagged(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     files = generate(project)
     (isvc,) = files["kserve.yaml"]

@@ -326,10 +326,11 @@ def render(params_file: Path, image: str, lock_file: Path | None = None) -> dict
     name = deploy.kubernetes.name or dns_name(model or lock["variants"]["stable"]["model"]["name"])
     monitor = monitor_config(params_file)
     log_dir = None
-    if monitor is not None:
-        if monitor.log.is_absolute() or ".." in monitor.log.parts:
-            raise StageError(f"conf/monitor log: {monitor.log} must be a path inside the project for the image")
-        log_dir = monitor.log.parent.as_posix() if monitor.log.parent != Path(".") else None
+    if monitor is not None and "://" not in monitor.log:  # a SQLite file in the pod (a database URL needs no volume)
+        log = Path(monitor.log)
+        if log.is_absolute() or ".." in log.parts:
+            raise StageError(f"conf/monitor log: {log} must be a path inside the project for the image")
+        log_dir = log.parent.as_posix() if log.parent != Path(".") else None
     return {
         "argo-rollouts.yaml": argo_rollouts(name, image, deploy, lock, log_dir),
         "kserve.yaml": kserve(name, image, deploy, lock, log_dir),

@@ -51,7 +51,8 @@ def answer(name: str, variables: dict[str, str], alias: str) -> tuple[str, str]:
     """The model's answer to a prompt filled with these variables, and where the prompt came from."""
     llm, paths, prompts = load("llm", "paths", "prompts")
     prompt, source = load_prompt(name, alias, paths.prompts, prompts.registry_prefix)
-    reply = backend(llm).chat(prompt.render(variables), prompt.model_settings, prompt.response_format)
+    messages = prompt.render(variables)  # a missing variable fails here, before the model is loaded
+    reply = backend(llm).chat(messages, prompt.model_settings, prompt.response_format)
     return reply.text, source
 {%- endif %}
 
