@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ruamel.yaml import YAML
 
 from conftest import ROOT, bake
 
 OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
 COPIED_VERBATIM = OPTIONS["_copy_without_render"]
+STRICT_YAML = YAML(typ="safe")  # ruamel.yaml's C-based loader, which pre-commit's check-yaml uses
 
 
 def combinations() -> list[dict[str, str]]:
@@ -131,6 +133,7 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
             assert not leftovers, f"{relative}: unrendered Jinja {leftovers}"
         if path.suffix in (".yaml", ".yml") or path.name == ".gitlab-ci.yml":
             yaml.safe_load(text)
+            STRICT_YAML.load(text)  # as the project's check-yaml hook reads it: stricter than PyYAML
         elif path.suffix == ".toml":
             tomllib.loads(text)
         elif path.suffix == ".json":
