@@ -13,6 +13,14 @@
 
 Prints a table and writes build/benchmark.json; exits 1 when a target is missed.
 
+    python3 dev.py bench --cold
+
+Only the first ten minutes, as a new user meets them: a fresh `git clone` of this repository
+with empty package caches (uv's and pip's, in a temporary directory; the machine's own caches
+are left alone) and no uv on PATH runs `python3 dev.py demo`; then a baked project's
+`make setup`, cold (another empty cache) and warm (the same cache again), side by side.
+Targets: the cold demo <= 120 s, the cold `make setup` <= 60 s. Writes build/benchmark-cold.json.
+
     python3 dev.py bench --big-data [--rows N]
 
 Only the data at scale: a generated CSV of 1,000,000 rows and 20 features (373 MiB), the
@@ -200,14 +208,52 @@ def big_data(rows: int) -> int:
     return 0 if ok_all else 1
 
 
+def without_uv(path: str) -> str:
+    """PATH without the directories that hold a uv binary: a machine with only Python."""
+    return os.pathsep.join(d for d in path.split(os.pathsep) if d and not (Path(d) / "uv").exists())
+
+
+def cold() -> int:
+    """The cold start: demo from a fresh clone with empty caches, and make setup cold and warm."""
+    with tempfile.TemporaryDirectory(prefix="lockstep-bench-cold-") as tmp:
+        work = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_CACHE_DIR", "PIP_CACHE_DIR")}
+        env |= {"PATH": without_uv(env["PATH"]), "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+        demo_env = env | {"UV_CACHE_DIR": str(work / "cache-demo"), "PIP_CACHE_DIR": str(work / "pip-demo")}
+        clone = work / "clone"
+        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+        demo = timed(["python3", "dev.py", "demo"], clone, demo_env)  # the python3 on PATH, as a new user runs it
+        setup_env = env | {"UV_CACHE_DIR": str(work / "cache-setup"), "PIP_CACHE_DIR": str(work / "pip-setup")}
+        setups = []
+        for n in range(2):  # the first with an empty cache, the second with the cache the first filled
+            out = work / f"bake{n}"
+            timed([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(out), str(ROOT)], work, setup_env)
+            setups.append(timed(["make", "setup"], out / "support-insights", setup_env))
+    rows = [
+        ("python3 dev.py demo, fresh clone, empty caches (s)", demo, 120.0, demo <= 120.0),
+        ("make setup, empty cache (s)", setups[0], 60.0, setups[0] <= 60.0),
+        ("make setup, warm cache (s)", setups[1], None, True),
+    ]
+    print(f"{'measure':52} {'value':>8} {'target':>8}  ok")
+    for name, value, target, ok in rows:
+        print(f"{name:52} {value:8.1f} {'' if target is None else f'{target:8.0f}':>8}  {'yes' if ok else 'NO'}")
+    out = ROOT / "build" / "benchmark-cold.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({name: value for name, value, _, _ in rows}, indent=2) + "\n")
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15, help="repetitions for the median timings")
     parser.add_argument("--big-data", action="store_true", help="only the 1M-row stages against the floor")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV (--big-data)")
+    parser.add_argument("--cold", action="store_true", help="only the cold start: demo and make setup, empty caches")
     args = parser.parse_args(argv)
     if args.big_data:
         return big_data(args.rows)
+    if args.cold:
+        return cold()
 
     with tempfile.TemporaryDirectory(prefix="lockstep-bench-") as tmp:
         work = Path(tmp)
