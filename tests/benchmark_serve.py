@@ -7,7 +7,8 @@ Builds the serving tests' registry (two versions of a tiny scikit-learn model) i
 directory, then measures (1) the locked model's pyfunc predict on one row, called directly;
 (2) the same through Service.predict (router, metrics, response), in-process; (3) POST
 /v1/predict over loopback HTTP to `lockstep serve` in its own process, one client; (4) requests
-per second with several client threads. Prints one table.
+per second with several client threads; (5) the in-process predict again with the inference log
+on, and the log's record() call alone (what logging adds to a request). Prints one table.
 """
 
 from __future__ import annotations
@@ -77,6 +78,17 @@ def main() -> None:
     direct = timed(lambda: model.predict(pd.DataFrame(rows)), args.n)
     in_process = timed(lambda: service.predict("stable", rows), args.n)
     routing = timed(lambda: route("bench", "user-42", 25.0), args.n)
+    # The inference log: the same in-process predict with the log on, and its record() call alone
+    from lockstep.monitor.log import InferenceLog
+
+    service.log = InferenceLog(root / "monitor" / "bench.db", queue_size=100_000)
+    logged = timed(lambda: service.predict("stable", rows), args.n)
+    record = timed(
+        lambda: service.log.record(ts=time.time(), variant="stable", endpoint="predict", inputs=rows, outputs=[0]),
+        args.n,
+    )
+    service.log.close()
+    service.log = None
 
     env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1"}
     server = subprocess.Popen([bin_dir / "lockstep", "serve"], env=env, stdout=subprocess.PIPE, text=True)
@@ -114,6 +126,8 @@ def main() -> None:
     print(f"model.predict, direct       {percentiles(direct)}")
     print(f"Service.predict, in-process {percentiles(in_process)}")
     print(f"POST /v1/predict over HTTP  {percentiles(http)}")
+    print(f"Service.predict, logged     {percentiles(logged)}")
+    print(f"InferenceLog.record() alone {percentiles(record)}")
     for label, xs in (("added by router, in-process", in_process), ("added by HTTP + router     ", http)):
         print(f"{label} p50 {p50(xs) - p50(direct):7.3f} ms   p99 {p99(xs) - p99(direct):7.3f} ms")
     print(f"requests/s, 1 uvicorn process, {args.clients} client threads: {rps:.0f}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import yaml
 
 from lockstep import cli
@@ -83,34 +82,11 @@ def test_a_full_queue_drops_records_without_failing_requests(deployed: Deployed,
     service.log.start()
     service.close()
     assert service.log.written == 3 and len(read_log(deployed.root / "monitor" / "stalled.db")) == 3
-    # what the log costs a request in the service (in process, no HTTP): predict with and without it
-    timings = {}
-    for logged in (True, False):
-        service.log = InferenceLog(deployed.root / "monitor" / "timed.db", queue_size=100000) if logged else None
-        costs = []
-        for _ in range(2000):
-            t0 = time.perf_counter()
-            service.predict("stable", deployed.rows)
-            costs.append(time.perf_counter() - t0)
-        timings[logged] = [np.percentile(costs, q) * 1e3 for q in (50, 99)]
-        if logged:
-            service.log.close()
-    with capsys.disabled():
-        print(
-            f"\nservice predict p50/p99: {timings[True][0]:.3f}/{timings[True][1]:.3f} ms with the log,"
-            f" {timings[False][0]:.3f}/{timings[False][1]:.3f} ms without"
-        )
     # staging and rehearsals build the service without the log
     assert build(deployed.params_file, log=False)[1].log is None
-    # what the log costs a request: the record call alone, p50 and p99
+    # 5000 records with room in the queue: every one written, none dropped (its cost: benchmark_serve.py)
     log = InferenceLog(deployed.root / "monitor" / "bench.db", queue_size=100000)
-    costs = []
     for _ in range(5000):
-        t0 = time.perf_counter()
         log.record(ts=time.time(), variant="stable", endpoint="predict", inputs=deployed.rows, outputs=[0, 0, 0, 0])
-        costs.append(time.perf_counter() - t0)
     log.close()
-    p50, p99 = (np.percentile(costs, q) * 1e6 for q in (50, 99))
-    with capsys.disabled():
-        print(f"\ninference log: record() p50 {p50:.1f} us, p99 {p99:.1f} us per request; {log.written} written")
     assert log.written == 5000 and log.dropped == 0
