@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -69,6 +70,20 @@ def csv(tmp_path: Path, text: str) -> str:
 
 
 # --- Generation -------------------------------------------------------------------------
+
+
+def test_a_package_whose_hash_differs_from_the_lock_is_not_installed(tmp_path: Path) -> None:
+    # requirements.lock pins every package with its hashes; make setup (and the image) verify them
+    project = bake(tmp_path, init_git="no")
+    lock = project / "requirements.lock"
+    text = lock.read_text()
+    block = re.search(r"^pyyaml==[^\n]*(?:\n    --hash=sha256:[0-9a-f]{64}[^\n]*)+", text, re.MULTILINE)
+    assert block, "requirements.lock pins pyyaml with its hashes"
+    lock.write_text(text.replace(block[0], re.sub(r"sha256:[0-9a-f]{64}", "sha256:" + "0" * 64, block[0])))
+    result = sh(project, "make", "setup", check=False)
+    assert result.returncode != 0
+    assert "Hash mismatch for `pyyaml==" in result.stdout + result.stderr
+    assert not (project / ".venv" / "bin" / "dvc").exists(), "nothing is installed from a lock that failed"
 
 
 def test_existing_target_directory_is_left_untouched(tmp_path: Path) -> None:
