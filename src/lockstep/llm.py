@@ -95,11 +95,14 @@ class LlamaCpp:
         except Exception as exc:  # llama.cpp's errors arrive as RuntimeError or ValueError
             shutil.rmtree(socket_dir, ignore_errors=True)
             raise StageError(f"llm.model: cannot load {path}: {one_line(exc) or type(exc).__name__}") from None
-        self.load_s = time.perf_counter() - start
         # xllamacpp has no stop(): dropping the last reference stops the server. This happens when
         # the backend is collected or at exit, whichever comes first, and the directory goes too.
         self._server = {"server": server}
         weakref.finalize(self, _release, self._server, socket_dir)
+        # One token through a slot before anything else: a server dropped before its first request
+        # can hang in llama.cpp's shutdown when the machine is busy (seen with an early error).
+        server.handle_completions({"prompt": "ok", "n_predict": 1, "cache_prompt": False, "temperature": 0.0})
+        self.load_s = time.perf_counter() - start
 
     def chat(
         self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
