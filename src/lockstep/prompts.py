@@ -198,18 +198,37 @@ def load_prompt(
     return prompt, uri
 
 
+def registered_version(name: str, content_hash: str) -> int | None:
+    """The newest version of a registered prompt whose content has this hash, if any."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client, token = mlflow.MlflowClient(), None
+    while True:
+        try:
+            page = client.search_prompt_versions(name, page_token=token)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None  # not registered yet
+            raise
+        found = [int(v.version) for v in page if v.tags.get("content_hash") == content_hash]
+        if found:
+            return max(found)
+        token = page.token
+        if not token:
+            return None
+
+
 def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str], registry_name: str | None = None) -> int:
     """Register a prompt in the MLflow Prompt Registry (as registry_name, by default its own name)
-    unless its latest version already has this content, point the alias at that version, and
-    return the version number."""
+    unless a version already has this content (a prompt edited back to what it was gets its old
+    version again, as a model's bytes do), point the alias at that version, and return its number."""
     import mlflow
 
     name = registry_name or prompt.name
     content_hash = prompt.content_hash()
-    latest = mlflow.genai.load_prompt(f"prompts:/{name}@latest", allow_missing=True)
-    if latest is not None and latest.tags.get("content_hash") == content_hash:
-        version = latest.version
-    else:
+    version = registered_version(name, content_hash)
+    if version is None:
         settings = prompt.model_settings.model_dump(exclude_none=True)
         created = mlflow.genai.register_prompt(
             name=name,

@@ -47,7 +47,8 @@ def test_a_prompt_registers_once_per_content_and_loads_by_alias(registry: str) -
     assert loaded.render({"ticket": "Hi"}) == [{"role": "user", "content": "Summarise: Hi"}]
     assert loaded.model_settings == prompt.model_settings
 
-    assert register_prompt(prompt, "champion", {}) == 3  # back to the first text: the latest differs, so new
+    assert register_prompt(prompt, "champion", {}) == 1  # back to the first text: its version again
+    assert mlflow.genai.load_prompt("prompts:/summarize_ticket@champion").version == 1
     loaded, _ = load_prompt("summarize_ticket", "champion", PROMPTS)
     assert loaded.render({"ticket": "Hi"}) == prompt.render({"ticket": "Hi"})
 
