@@ -293,11 +293,15 @@ def test_review_and_update_configuration(baked, ci: str) -> None:
         assert ids["zizmor"]["entry"].startswith(".venv/bin/zizmor --offline")
         assert ids["actionlint"]["entry"] == ".venv/bin/actionlint"
         dependabot = yaml.safe_load((project / ".github" / "dependabot.yml").read_text())
-        assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions", "pip"}
+        assert {u["package-ecosystem"] for u in dependabot["updates"]} == {"github-actions", "pip", "docker"}
+        for workflow in (project / ".github" / "workflows").glob("*.yml"):
+            jobs = yaml.safe_load(workflow.read_text())["jobs"].values()
+            assert {job["runs-on"] for job in jobs} == {"ubuntu-24.04"}, f"{workflow.name}: a fixed runner image"
     if ci in ("gitlab", "both"):
         assert "/.gitlab-ci.yml" in rules
         renovate = json.loads((project / "renovate.json").read_text())
-        assert "gitlabci" in renovate["enabledManagers"]
+        assert {"gitlabci", "dockerfile"} <= set(renovate["enabledManagers"])
+        assert renovate["packageRules"] == [{"matchDatasources": ["docker"], "pinDigests": True}]
     else:
         assert not (project / "renovate.json").exists()
 
