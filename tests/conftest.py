@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import http.server
+import json
 import os
 import re
 import shutil
@@ -103,3 +105,20 @@ def serve(cmd: list[str], port: int, timeout: float, env: dict[str, str] | None 
 def ran(output: str) -> list[str]:
     """The stages a `dvc repro` / `dvc exp run` ran, in the order it ran them, from its output."""
     return re.findall(r"Running stage '([^']+)'", output)
+
+
+class Loopback(http.server.BaseHTTPRequestHandler):
+    """The request handler of a stand-in server on loopback: silent, with one way to answer."""
+
+    def reply(self, status: int, body: bytes | object = b"", content_type: str = "application/json") -> None:
+        """Answer with status and body (bytes as they are, anything else as JSON)."""
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        if payload:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass

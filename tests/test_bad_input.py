@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import GIT_ID, bake, bake_cli, project_env, ran, sh
+from conftest import GIT_ID, Loopback, bake, bake_cli, project_env, ran, sh
 
 pytestmark = pytest.mark.slow
 
@@ -153,17 +153,9 @@ def test_a_prompt_with_an_undeclared_variable(project: Path) -> None:
         prompt.write_text(original)
 
 
-class Garbage(http.server.BaseHTTPRequestHandler):
+class Garbage(Loopback):
     def do_POST(self) -> None:
-        body = b"<html>maintenance</html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, b"<html>maintenance</html>", "text/html")
 
 
 def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path: Path, params: dict) -> None:
@@ -219,21 +211,16 @@ def test_repro_stops_at_the_failing_stage_and_registers_nothing(project: Path) -
         sh(project, "make", "params")
 
 
-class Unavailable(http.server.BaseHTTPRequestHandler):
+class Unavailable(Loopback):
     """A tracking server that answers every request with 503, counting them."""
 
     requests: typing.ClassVar[list[str]] = []
 
     def answer(self) -> None:
         Unavailable.requests.append(f"{self.command} {self.path}")
-        self.send_response(503)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        self.reply(503)
 
     do_GET = do_POST = do_PATCH = answer
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def test_an_unavailable_mlflow_server_fails_fast_and_loses_nothing(project: Path) -> None:
@@ -328,7 +315,7 @@ def count(project: Path, table: str) -> int:
         return 0
 
 
-class Answers(http.server.BaseHTTPRequestHandler):
+class Answers(Loopback):
     """An OpenAI-compatible endpoint that answers every chat completion, noting the keys it was sent."""
 
     keys: typing.ClassVar[list[str]] = []
@@ -337,19 +324,11 @@ class Answers(http.server.BaseHTTPRequestHandler):
         Answers.keys.append(self.headers.get("Authorization", ""))
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = '{"queue": "billing"}' if request.get("response_format") else "The customer asks for a refund."
-        body = json.dumps({
+        self.reply(200, {
             "id": "c1", "object": "chat.completion", "created": 0, "model": request["model"],
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }).encode()  # fmt: skip
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        })  # fmt: skip
 
 
 def test_secrets_never_reach_params_reports_or_the_registry(project: Path) -> None:

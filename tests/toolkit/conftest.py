@@ -12,7 +12,7 @@ import json
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 import lockstep
+from conftest import Loopback
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}"
 # Variables the toolkit reads or sets itself (MLflow writes MLFLOW_TRACKING_URI on set_tracking_uri,
@@ -253,7 +254,7 @@ def pipeline(params: dict[str, Any]) -> Callable[..., dict[str, float]]:
     return run
 
 
-class FakeChat(BaseHTTPRequestHandler):
+class FakeChat(Loopback):
     """Speaks just enough of the OpenAI chat-completions API: a bearer key, JSON in and out."""
 
     server: FakeLLMServer  # type: ignore[assignment]
@@ -265,13 +266,13 @@ class FakeChat(BaseHTTPRequestHandler):
         fake.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
         if self.headers.get("Authorization") != f"Bearer {fake.key}":
             error = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
-            return self._send(401, json.dumps(error).encode())
+            return self.reply(401, error)
         if fake.mode == "error":
-            return self._send(500, json.dumps({"error": {"message": "model exploded\nat line 2"}}).encode())
+            return self.reply(500, {"error": {"message": "model exploded\nat line 2"}})
         if fake.mode == "not_json":
-            return self._send(200, b"<html>a login page</html>", "text/html")
+            return self.reply(200, b"<html>a login page</html>", "text/html")
         if fake.mode == "no_choices":
-            return self._send(200, json.dumps({"id": "x", "object": "list", "data": []}).encode())
+            return self.reply(200, {"id": "x", "object": "list", "data": []})
         words = sum(len(m["content"].split()) for m in body["messages"])
         text = json.dumps({"queue": "other"}) if body.get("response_format") else fake.answer
         reply = {
@@ -284,17 +285,7 @@ class FakeChat(BaseHTTPRequestHandler):
             ],
             "usage": {"prompt_tokens": words, "completion_tokens": 7, "total_tokens": words + 7},
         }
-        return self._send(200, json.dumps(reply).encode())
-
-    def _send(self, status: int, payload: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return self.reply(200, reply)
 
 
 class FakeLLMServer(HTTPServer):

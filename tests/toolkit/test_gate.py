@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from typing import ClassVar
 from xml.etree import ElementTree as ET
@@ -15,6 +15,7 @@ from xml.etree import ElementTree as ET
 import pytest
 from pydantic import ValidationError
 
+from conftest import Loopback
 from lockstep import cli, gate
 from lockstep.config import StageError
 from lockstep.gate import GatesConfig, Rule, Value
@@ -292,19 +293,11 @@ def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: di
     assert json.loads(Path("reports/gate/checks.json").read_text())["rules_changed"] is True
 
 
-class Notes(BaseHTTPRequestHandler):
+class Notes(Loopback):
     """A loopback stand-in for GitLab's merge-request notes API."""
 
     calls: ClassVar[list[tuple[str, str, str]]] = []
     existing: ClassVar[list[dict]] = []
-
-    def _answer(self, payload: object) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def _record(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -313,16 +306,13 @@ class Notes(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record()
-        self._answer(Notes.existing)
+        self.reply(200, Notes.existing)
 
     def do_POST(self) -> None:
         self._record()
-        self._answer({"id": 7})
+        self.reply(200, {"id": 7})
 
     do_PUT = do_POST
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 def test_report_is_posted_once_then_updated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -10,12 +10,13 @@ import json
 import subprocess
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
+from conftest import Loopback
 from lockstep import cli
 from lockstep.config import StageError
 from lockstep.monitor import retrain
@@ -80,22 +81,14 @@ def test_a_reproduced_pipeline_is_committed_on_a_new_branch(repo: Path, capsys, 
         retrain.branch("bad..name")
 
 
-class MergeRequests(BaseHTTPRequestHandler):
+class MergeRequests(Loopback):
     calls: ClassVar[list[tuple[str, str, str | None, dict[str, list[str]]]]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         form = urllib.parse.parse_qs(self.rfile.read(length).decode())
         MergeRequests.calls.append((self.command, self.path, self.headers["PRIVATE-TOKEN"], form))
-        body = json.dumps({"iid": 12, "web_url": "http://gitlab.test/group/project/-/merge_requests/12"}).encode()
-        self.send_response(201)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(201, {"iid": 12, "web_url": "http://gitlab.test/group/project/-/merge_requests/12"})
 
 
 def test_gitlab_merge_request_is_pushed_and_opened(repo: Path, tmp_path: Path, monkeypatch, capsys) -> None:
