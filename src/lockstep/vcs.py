@@ -9,12 +9,15 @@ from typing import Any
 from lockstep.config import StageError
 
 
-def git(*args: str, check: bool = True) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True)
+def git(*args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
+    """git's output; on failure "" (check=False), or one line naming why: git's last line, or the
+    pre-commit hooks that failed (they report on standard output)."""
+    result = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
     if check and result.returncode:
-        raise StageError(
-            f"git {' '.join(args)}: {result.stderr.strip().splitlines()[-1] if result.stderr else 'failed'}"
-        )
+        lines = (result.stdout + result.stderr).strip().splitlines() or ["failed"]
+        hooks = [line.split("..")[0].strip() for line in lines if line.rstrip().endswith("Failed")]
+        why = f"the pre-commit hook(s) {', '.join(hooks)} failed" if hooks else lines[-1]
+        raise StageError(f"git {' '.join(args)}: {why}")
     return result.stdout.strip() if result.returncode == 0 else ""
 
 

@@ -22,28 +22,17 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
-import urllib.parse
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from lockstep.config import StageError
+from lockstep.publish import gitlab_api
+from lockstep.vcs import git
 
 BODY = Path("reports/monitor/retrain-pr.md")
 REQUEST = Path("reports/monitor/retrain.json")
 TITLE = "Retrain: the monitor requested it"
-
-
-def git(*args: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
-    if result.returncode:
-        lines = (result.stdout + result.stderr).strip().splitlines() or ["failed"]
-        hooks = [line.split("..")[0].strip() for line in lines if line.rstrip().endswith("Failed")]
-        why = f"the pre-commit hook(s) {', '.join(hooks)} failed" if hooks else lines[-1]
-        raise StageError(f"git {args[0]}: {why}")
-    return result.stdout.strip()
 
 
 def description(request: Path) -> str:
@@ -62,7 +51,7 @@ def branch(name: str | None = None, request: Path = REQUEST, body: Path = BODY) 
     name = name or os.environ.get("RETRAIN_BRANCH") or f"retrain/{datetime.now(UTC):%Y%m%d-%H%M%S}"
     git("check-ref-format", "--branch", name)
     base = git("rev-parse", "HEAD")
-    on = subprocess.run(["git", "symbolic-ref", "-q", "HEAD"], capture_output=True, text=True).stdout.strip()
+    on = git("symbolic-ref", "-q", "HEAD", check=False)
     # The branch starts here, HEAD moves to it, and nothing is checked out: a checkout would run the
     # project's post-checkout hook, whose `dvc checkout` (under pre-commit, with the new dvc.lock
     # stashed away) would put back the outputs of the old one.
@@ -110,11 +99,8 @@ def gitlab_mr(body: Path = BODY, token_env: str = "GITLAB_RETRAIN_TOKEN") -> int
     url = f"{os.environ['CI_API_V4_URL']}/projects/{os.environ['CI_PROJECT_ID']}/merge_requests"
     fields = {"source_branch": source, "target_branch": target, "remove_source_branch": "true",
               "title": TITLE, "description": body.read_text(encoding="utf-8")}  # fmt: skip
-    data = urllib.parse.urlencode(fields).encode()
-    request = urllib.request.Request(url, data=data, method="POST", headers={"PRIVATE-TOKEN": token})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            created: dict[str, Any] = json.loads(response.read() or b"{}")
+        created: dict[str, Any] = gitlab_api(url, "POST", token, fields) or {}
     except OSError as exc:  # urllib's HTTP and connection errors
         raise StageError(f"cannot open the merge request at {url}: {exc}") from None
     print(f"retrain: pushed {source}; merge request !{created.get('iid')} into {target}: {created.get('web_url')}")
