@@ -86,6 +86,30 @@ def test_a_package_whose_hash_differs_from_the_lock_is_not_installed(tmp_path: P
     assert not (project / ".venv" / "bin" / "dvc").exists(), "nothing is installed from a lock that failed"
 
 
+def test_setup_names_a_dvc_on_path_that_is_not_the_projects(project: Path, tmp_path: Path) -> None:
+    # A dvc installed elsewhere (pipx, the system) runs the stages with a Python that cannot import
+    # the project; make setup names it and says how to avoid it
+    elsewhere = tmp_path / "bin"
+    elsewhere.mkdir()
+    (elsewhere / "dvc").write_text("#!/bin/sh\nexit 0\n")
+    (elsewhere / "dvc").chmod(0o755)
+    system_path = project_env(project)["PATH"].split(os.pathsep, 1)[1]  # without the project's .venv/bin
+    foreign = run(project, "make", "setup", env={"PATH": f"{elsewhere}{os.pathsep}{system_path}"})
+    assert foreign.returncode == 0, foreign.stdout + foreign.stderr
+    warning = [line for line in foreign.stdout.splitlines() if line.startswith("setup: warning:")]
+    assert warning == [
+        f"setup: warning: the dvc on your PATH is {elsewhere / 'dvc'}, not this project's: it would run the"
+        " stages with another Python. Run source .venv/bin/activate first (or make exp / make metrics)."
+    ]
+    # Activated as the warning says, the project's own dvc comes first: no warning
+    activated = run(project, "bash", "-c", "source .venv/bin/activate && command -v dvc && make setup",
+                    env={"PATH": f"{elsewhere}{os.pathsep}{system_path}"})  # fmt: skip
+    assert activated.returncode == 0, activated.stdout + activated.stderr
+    assert activated.stdout.splitlines()[0] == str(project / ".venv" / "bin" / "dvc")
+    assert "setup: warning" not in activated.stdout
+    assert "source .venv/bin/activate" in activated.stdout  # the next step is always said
+
+
 def test_existing_target_directory_is_left_untouched(tmp_path: Path) -> None:
     (tmp_path / "support-insights").mkdir()
     (tmp_path / "support-insights" / "notes.txt").write_text("mine")

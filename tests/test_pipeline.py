@@ -7,6 +7,7 @@ Slow (each installs a project and runs DVC and MLflow for real), so behind the `
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -112,6 +113,13 @@ def check_what_re_runs_when(project: Path) -> None:
     assert would_run(project) == set()
 
 
+def everyday_commands(project: Path) -> list[str]:
+    """The commands of the baked README's "Everyday commands" block, without their comments."""
+    block = re.search(r"## Everyday commands\n\n```bash\n(.*?)```", (project / "README.md").read_text(), re.S)
+    assert block, "the README has an Everyday commands block"
+    return [line.split(" #")[0].strip() for line in block[1].splitlines()]
+
+
 def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     # The README's first command, into a scratch directory instead of build/demo
     demo = subprocess.run(
@@ -147,7 +155,11 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     commit_all(project, "Shorter summaries")
 
     # A model change re-runs the model's stages and register, never the prompt evaluation
-    exp = sh(project, "dvc", "exp", "run", "-S", "model=random_forest")
+    # run as the README's everyday commands say, from a shell without .venv on PATH
+    activate, experiment = everyday_commands(project)[:2]
+    assert (activate, experiment) == ("source .venv/bin/activate", "dvc exp run -S model=random_forest")
+    shell = project_env(project) | {"PATH": project_env(project)["PATH"].split(os.pathsep, 1)[1]}
+    exp = sh(project, "bash", "-c", f"{activate} && {experiment}", env=shell)
     assert set(ran(exp.stdout)) == {"train", "evaluate", "register"}
     after = json.loads((project / "reports" / "metrics.json").read_text())
     assert after["model_size_bytes"] != before["model_size_bytes"]
