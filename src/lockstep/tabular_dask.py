@@ -65,20 +65,19 @@ def data_files(path: Path) -> list[Path]:
 
 
 def read(path: Path) -> Any:
-    """The raw data as a lazy Dask DataFrame: only the first block is read, to learn the columns."""
+    """The raw data as a lazy Dask DataFrame: only the CSV headers and the first block are read now."""
     import dask.dataframe as dd
 
     files = data_files(path)
+    absolute = [str(f.resolve()) for f in files]  # a cluster's workers have their own working directory
     try:
         if files[0].suffix == ".parquet":
-            return dd.read_parquet(
-                [str(f.resolve()) for f in files]
-            )  # absolute: a cluster's workers have their own cwd
+            return dd.read_parquet(absolute)
         header = list(pd.read_csv(files[0], nrows=0).columns)
         for other in files[1:]:  # Dask would take later files' columns by position, whatever their header
             if list(pd.read_csv(other, nrows=0).columns) != header:
                 raise StageError(f"{other}: its header differs from {files[0].name}'s; give every file the same header")
-        return dd.read_csv([str(f.resolve()) for f in files])
+        return dd.read_csv(absolute)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as exc:
         raise StageError(f"{path}: cannot be read as a table ({_first(exc)}); fix the file(s) or data.path") from None
 
