@@ -7,6 +7,7 @@ it reads once, at start-up, so a bad value fails with the file, the key and what
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ PARAMS_FILE = Path("params.yaml")
 PARAMS_ENV = "LOCKSTEP_PARAMS"  # another composed parameters file, e.g. for a one-off run or a test
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
 Task = Literal["binary", "multiclass", "regression"]
+SCHEDULER = r"threads|processes|synchronous|(tcp|tls|ws|wss)://\S+"  # Dask's local schedulers, or an address
 
 
 class StageError(Exception):
@@ -41,13 +43,25 @@ class DataConfig(_Section):
     features: list[str] | None = None
     test_size: float = Field(gt=0, lt=1)
     seed: int
+    # pandas: the whole table in memory. dask: read, checked and split in partitions, out of core
+    # (lockstep.tabular_dask; needs lockstep-mlops[dask]); path may then be a directory of files.
+    engine: Literal["pandas", "dask"] = "pandas"
+    # dask only: Dask's local scheduler (threads, processes, synchronous), or a dask.distributed
+    # scheduler's address (tcp://host:8786). DASK_SCHEDULER_ADDRESS, Dask's own variable, wins.
+    scheduler: str | None = None
 
     @model_validator(mode="after")
-    def _positive_class_for_binary(self) -> DataConfig:
+    def _keys_that_go_together(self) -> DataConfig:
         if self.task == "binary" and not self.positive_class:
             raise ValueError("task binary needs positive_class (the class that counts as positive)")
         if self.task != "binary" and self.positive_class is not None:
             raise ValueError(f"positive_class applies to task binary only; set it to null for task {self.task}")
+        if self.engine != "dask" and self.scheduler is not None:
+            raise ValueError("scheduler applies to engine dask only; set engine: dask or remove scheduler")
+        if self.scheduler is not None and not re.fullmatch(SCHEDULER, self.scheduler):
+            raise ValueError(
+                "scheduler must be threads, processes, synchronous or a scheduler's address such as tcp://host:8786"
+            )
         return self
 
 

@@ -49,3 +49,17 @@ def file_md5(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def data_md5(path: Path) -> str:
+    """The hash DVC records for data: a file's MD5, or for a directory DVC's `<md5>.dir` of its files."""
+    if not path.is_dir():
+        return file_md5(path)
+    from dvc_data.hashfile.hash_info import HashInfo
+    from dvc_data.hashfile.tree import Tree
+
+    tree = Tree()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        tree.add(file.relative_to(path).parts, None, HashInfo("md5", file_md5(file)))
+    tree.digest()
+    return tree.hash_info.value

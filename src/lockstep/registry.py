@@ -36,7 +36,7 @@ from lockstep.config import (
     read_params,
     section,
 )
-from lockstep.io import file_md5, write_json
+from lockstep.io import data_md5, file_md5, write_json
 from lockstep.tracking import mlflow_client
 
 INPUT_EXAMPLE_ROWS = 5
@@ -67,7 +67,7 @@ def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -
     return {
         "git_commit": commit,
         "git_dirty": str(dirty).lower(),
-        "data_md5": file_md5(data.path),
+        "data_md5": data_md5(data.path),
         "params_hash": params_hash(params),
         "model_md5": file_md5(paths.model),
     }

@@ -26,6 +26,11 @@ MAX_CLASSES = 100  # a "multiclass" target with more distinct values is more lik
 
 def read_table(path: Path) -> pd.DataFrame:
     """A CSV (or Parquet) file as a table, with errors that say what to do."""
+    if path.is_dir():
+        raise StageError(
+            f"{path}: is a directory; set data.engine: dask in conf/data to read a directory of CSV or Parquet"
+            " files, or point data.path at one file"
+        )
     try:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
@@ -41,30 +46,49 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
     """Validate the raw table against conf/data and return the feature columns to use."""
-    where = f"{cfg.path}"
     if frame.empty:
-        raise StageError(f"{where}: has no rows; point data.path in conf/data at a CSV with data")
-    if cfg.target not in frame.columns:
+        raise no_rows(cfg)
+    features = feature_columns(list(frame.columns), cfg)
+    used = [cfg.target, *features]
+    classes = None if cfg.task == "regression" else frame[cfg.target].astype(str).unique()
+    check_values(cfg, [c for c in used if frame[c].isna().any()], frame[cfg.target].dtype, classes)
+    return features
+
+
+def no_rows(cfg: DataConfig) -> StageError:
+    return StageError(f"{cfg.path}: has no rows; point data.path in conf/data at a CSV with data")
+
+
+def feature_columns(columns: list[str], cfg: DataConfig) -> list[str]:
+    """The feature columns conf/data asks for, checked against the table's columns."""
+    where = f"{cfg.path}"
+    if cfg.target not in columns:
         raise StageError(
-            f"{where}: target column '{cfg.target}' not found (columns: {', '.join(map(str, frame.columns))});"
+            f"{where}: target column '{cfg.target}' not found (columns: {', '.join(map(str, columns))});"
             " set data.target in conf/data"
         )
-    features = cfg.features if cfg.features is not None else [c for c in frame.columns if c != cfg.target]
-    missing = [c for c in features if c not in frame.columns]
+    features = cfg.features if cfg.features is not None else [c for c in columns if c != cfg.target]
+    missing = [c for c in features if c not in columns]
     if missing:
         raise StageError(f"{where}: feature columns not found: {', '.join(missing)}; fix data.features in conf/data")
     if not features:
         raise StageError(f"{where}: no feature columns besides '{cfg.target}'; add columns or set data.features")
-    with_nan = [c for c in [cfg.target, *features] if frame[c].isna().any()]
+    return features
+
+
+def check_values(cfg: DataConfig, with_nan: list[str], target_dtype: Any, classes: Any) -> None:
+    """Check what the values hold against the task: no missing values, and a target that fits
+    (numbers for regression; for classification, `classes` are its distinct values as text)."""
+    where = f"{cfg.path}"
     if with_nan:
         raise StageError(
             f"{where}: missing values in column(s) {', '.join(with_nan)}; clean the data and `dvc add` it again"
         )
     if cfg.task == "regression":
-        if not pd.api.types.is_numeric_dtype(frame[cfg.target]):
+        if not pd.api.types.is_numeric_dtype(target_dtype):
             raise StageError(f"{where}: target '{cfg.target}' is not numeric; task regression needs numbers")
-        return features
-    classes = sorted(frame[cfg.target].astype(str).unique())
+        return
+    classes = sorted(classes)
     if cfg.task == "binary" and len(classes) != 2:
         raise StageError(
             f"{where}: target '{cfg.target}' has {len(classes)} class(es) {classes[:10]}; a binary target needs"
@@ -80,7 +104,6 @@ def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
             f"{where}: target '{cfg.target}' has {len(classes)} classes; task multiclass needs 3 to {MAX_CLASSES}"
             " (use binary for 2, regression for a numeric target)"
         )
-    return features
 
 
 def split(frame: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
