@@ -21,6 +21,7 @@ from lockstep.config import DataConfig, ModelConfig, StageError
 from lockstep.io import write_atomic
 
 LATENCY_ROWS = 200  # rows timed one by one for the per-row latency percentiles
+CURVE_POINTS = 1000  # most points a ROC or precision-recall plot keeps: a smooth curve, a small file
 MAX_CLASSES = 100  # a "multiclass" target with more distinct values is more likely a regression target
 
 
@@ -215,31 +216,31 @@ def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dic
     return {"latency_p50_ms": float(np.percentile(timings, 50)), "latency_p95_ms": float(np.percentile(timings, 95))}
 
 
-def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, list[dict[str, Any]]]:
-    """Rows for DVC's plot templates, by task: confusion matrix (classification), ROC and
-    precision-recall curves (binary), actual against predicted with residuals (regression)."""
+def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, pd.DataFrame]:
+    """Tables for DVC's plot templates, by task: confusion matrix (classification), ROC and
+    precision-recall curves (binary), actual against predicted with residuals (regression).
+
+    The confusion matrix and the residuals keep one row per test row (DVC's templates count and
+    scatter them); a curve keeps at most CURVE_POINTS of its thresholds, enough to draw it."""
     from sklearn import metrics
 
     predicted = predictions.predicted
     if data.task == "regression":
-        return {
-            "residuals": [
-                {"actual": float(a), "predicted": float(p), "residual": float(a - p)}
-                for a, p in zip(labels, predicted, strict=True)
-            ]
-        }
+        actual = labels.to_numpy(dtype=float)
+        return {"residuals": pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})}
     if data.task == "multiclass":
-        pairs = zip(labels, predicted, strict=True)
-        return {"confusion": [{"actual": str(a), "predicted": str(p)} for a, p in pairs]}
-    names = {1: data.positive_class, 0: f"not_{data.positive_class}"}
+        return {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
+    names = np.array([f"not_{data.positive_class}", data.positive_class], dtype=object)
     fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
-    precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive)
+    precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive, drop_intermediate=True)
     return {
-        "confusion": [
-            {"actual": names[int(a)], "predicted": names[int(p)]} for a, p in zip(labels, predicted, strict=True)
-        ],
-        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)],
-        "precision_recall": [
-            {"recall": float(r), "precision": float(p)} for r, p in zip(recall, precision, strict=True)
-        ],
+        "confusion": pd.DataFrame({"actual": names[labels.to_numpy()], "predicted": names[predicted.astype(int)]}),
+        "roc": curve("fpr", fpr, "tpr", tpr),
+        "precision_recall": curve("recall", recall, "precision", precision),
     }
+
+
+def curve(x_name: str, x: np.ndarray, y_name: str, y: np.ndarray, points: int = CURVE_POINTS) -> pd.DataFrame:
+    """A curve's points, thinned to at most `points` evenly spaced thresholds, both ends kept."""
+    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+    return pd.DataFrame({x_name: x[keep], y_name: y[keep]})

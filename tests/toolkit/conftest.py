@@ -247,8 +247,8 @@ def pipeline(params: dict[str, Any]) -> Callable[..., dict[str, float]]:
         metrics = quality(data.task, predictions, labels) | latency(model, features)
         metrics["model_size_bytes"] = paths.model.stat().st_size
         write_json(paths.metrics, metrics)
-        for name, rows in plots(data, predictions, labels).items():
-            write_csv(paths.plots / f"{name}.csv", rows)
+        for name, table in plots(data, predictions, labels).items():
+            write_csv(paths.plots / f"{name}.csv", table)
         return metrics
 
     return run

@@ -22,8 +22,8 @@ def main() -> None:
     metrics["model_size_bytes"] = paths.model.stat().st_size
     # Your own metrics go here, e.g. metrics["my_metric"] = ...; then give them a rule in conf/gates.
     write_json(paths.metrics, metrics)
-    for name, rows in plots(data, predictions, labels).items():
-        write_csv(paths.plots / f"{name}.csv", rows)
+    for name, table in plots(data, predictions, labels).items():
+        write_csv(paths.plots / f"{name}.csv", table)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
 
