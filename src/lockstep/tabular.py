@@ -205,9 +205,11 @@ def quality(task: str, predictions: Predictions, labels: pd.Series) -> dict[str,
         result["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
         result["f1_weighted"] = float(metrics.f1_score(labels, predicted, average="weighted", zero_division=0))
         return result
-    result["precision"] = float(metrics.precision_score(labels, predicted, zero_division=0))
-    result["recall"] = float(metrics.recall_score(labels, predicted, zero_division=0))
-    result["f1"] = float(metrics.f1_score(labels, predicted, zero_division=0))
+    # one pass for the three (the positive class is 1), not one each
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+        labels, predicted, average="binary", zero_division=0
+    )
+    result |= {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
     result["roc_auc"] = float(metrics.roc_auc_score(labels, predictions.positive))
     return result
 
@@ -237,11 +239,16 @@ def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict
         return {"residuals": pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})}
     if data.task == "multiclass":
         return {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
-    names = np.array([f"not_{data.positive_class}", data.positive_class], dtype=object)
+    names = [f"not_{data.positive_class}", data.positive_class]  # the class of 0 and of 1
     fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
     precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive, drop_intermediate=True)
     return {
-        "confusion": pd.DataFrame({"actual": names[labels.to_numpy()], "predicted": names[predicted.astype(int)]}),
+        "confusion": pd.DataFrame(
+            {
+                "actual": pd.Categorical.from_codes(labels, categories=names),
+                "predicted": pd.Categorical.from_codes(predicted.astype(int), categories=names),
+            }
+        ),
         "roc": curve("fpr", fpr, "tpr", tpr),
         "precision_recall": curve("recall", recall, "precision", precision),
     }
