@@ -20,7 +20,7 @@ import pandas as pd
 from lockstep.config import DataConfig, ModelConfig, StageError
 from lockstep.io import write_atomic
 
-LATENCY_ROWS = 200  # rows timed one by one for the per-row latency percentiles
+LATENCY_ROWS = 100  # rows timed one by one for the per-row latency percentiles: enough for a p95
 CURVE_POINTS = 1000  # most points a ROC or precision-recall plot keeps: a smooth curve, a small file
 MAX_CLASSES = 100  # a "multiclass" target with more distinct values is more likely a regression target
 
