@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -35,11 +40,26 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """A plain CSV for DVC's plot templates (header from the first row)."""
-    header = list(rows[0])
-    lines = [",".join(header), *(",".join(str(row[k]) for k in header) for row in rows)]
-    write_atomic(path, "\n".join(lines) + "\n")
+def write_csv(path: Path, table: pd.DataFrame | list[dict[str, Any]]) -> None:
+    """A plain CSV for DVC's plot templates, from a table's columns or from rows (header from the first).
+
+    Arrow's C++ writer formats a million rows in a fraction of a second. A text value holding a
+    comma, quote or line break is quoted; otherwise values are written as they are."""
+    import pyarrow as pa
+    import pyarrow.csv
+
+    columns = (
+        pa.Table.from_pylist(table) if isinstance(table, list) else pa.Table.from_pandas(table, preserve_index=False)
+    )
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(columns.column_names)
+    body = pa.BufferOutputStream()
+    try:
+        pyarrow.csv.write_csv(columns, body, pyarrow.csv.WriteOptions(include_header=False, quoting_style="none"))
+    except pa.ArrowInvalid:  # a value needs quotes: quote the text values
+        body = pa.BufferOutputStream()
+        pyarrow.csv.write_csv(columns, body, pyarrow.csv.WriteOptions(include_header=False))
+    write_atomic(path, header.getvalue().encode("utf-8") + body.getvalue().to_pybytes())
 
 
 def file_md5(path: Path) -> str:

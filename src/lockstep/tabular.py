@@ -20,28 +20,36 @@ import pandas as pd
 from lockstep.config import DataConfig, ModelConfig, StageError
 from lockstep.io import write_atomic
 
-LATENCY_ROWS = 200  # rows timed one by one for the per-row latency percentiles
+LATENCY_ROWS = 100  # rows timed one by one for the per-row latency percentiles: enough for a p95
+CURVE_POINTS = 1000  # most points a ROC or precision-recall plot keeps: a smooth curve, a small file
 MAX_CLASSES = 100  # a "multiclass" target with more distinct values is more likely a regression target
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """A CSV (or Parquet) file as a table, with errors that say what to do."""
-    if path.is_dir():
+    """A CSV or Parquet file (the raw data, or a split that prepare wrote) as a table, with errors
+    that say what to do."""
+    import pyarrow
+
+    parquet = path.suffix == ".parquet"
+    if path.is_dir() and not parquet:  # a Parquet split is a directory when prepare ran on Dask
         raise StageError(
             f"{path}: is a directory; set data.engine: dask in conf/data to read a directory of CSV or Parquet"
             " files, or point data.path at one file"
         )
-    try:
-        if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, engine="pyarrow")  # multithreaded C++ reader: several times faster
+    try:  # Arrow's multithreaded C++ readers for both: several times faster than pandas' own
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path, engine="pyarrow")
     except FileNotFoundError:
-        raise StageError(f"{path}: not found; run `dvc pull` or fix data.path in conf/data") from None
+        fix = "`dvc repro` or `dvc pull`" if parquet else "`dvc pull` or fix data.path in conf/data"
+        raise StageError(f"{path}: not found; run {fix}") from None
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as exc:
         if path.exists() and path.stat().st_size == 0:
             raise StageError(f"{path}: file is empty; point data.path in conf/data at a CSV with data") from None
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StageError(f"{path}: cannot be read as a table ({first}); fix the file or data.path") from None
+    # Arrow keeps the memory it decoded the file in for reuse; hand it back, so that what the stage
+    # does next (fit, predict) adds to the table alone, not to the table and the reader's buffers.
+    pyarrow.default_memory_pool().release_unused()
+    return frame
 
 
 def check_frame(frame: pd.DataFrame, cfg: DataConfig) -> list[str]:
@@ -220,9 +228,11 @@ def quality(task: str, predictions: Predictions, labels: pd.Series) -> dict[str,
         result["f1_macro"] = float(metrics.f1_score(labels, predicted, average="macro", zero_division=0))
         result["f1_weighted"] = float(metrics.f1_score(labels, predicted, average="weighted", zero_division=0))
         return result
-    result["precision"] = float(metrics.precision_score(labels, predicted, zero_division=0))
-    result["recall"] = float(metrics.recall_score(labels, predicted, zero_division=0))
-    result["f1"] = float(metrics.f1_score(labels, predicted, zero_division=0))
+    # one pass for the three (the positive class is 1), not one each
+    precision, recall, f1, _ = metrics.precision_recall_fscore_support(
+        labels, predicted, average="binary", zero_division=0
+    )
+    result |= {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
     result["roc_auc"] = float(metrics.roc_auc_score(labels, predictions.positive))
     return result
 
@@ -238,31 +248,36 @@ def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dic
     return {"latency_p50_ms": float(np.percentile(timings, 50)), "latency_p95_ms": float(np.percentile(timings, 95))}
 
 
-def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, list[dict[str, Any]]]:
-    """Rows for DVC's plot templates, by task: confusion matrix (classification), ROC and
-    precision-recall curves (binary), actual against predicted with residuals (regression)."""
+def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, pd.DataFrame]:
+    """Tables for DVC's plot templates, by task: confusion matrix (classification), ROC and
+    precision-recall curves (binary), actual against predicted with residuals (regression).
+
+    The confusion matrix and the residuals keep one row per test row (DVC's templates count and
+    scatter them); a curve keeps at most CURVE_POINTS of its thresholds, enough to draw it."""
     from sklearn import metrics
 
     predicted = predictions.predicted
     if data.task == "regression":
-        return {
-            "residuals": [
-                {"actual": float(a), "predicted": float(p), "residual": float(a - p)}
-                for a, p in zip(labels, predicted, strict=True)
-            ]
-        }
+        actual = labels.to_numpy(dtype=float)
+        return {"residuals": pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})}
     if data.task == "multiclass":
-        pairs = zip(labels, predicted, strict=True)
-        return {"confusion": [{"actual": str(a), "predicted": str(p)} for a, p in pairs]}
-    names = {1: data.positive_class, 0: f"not_{data.positive_class}"}
+        return {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
+    names = [f"not_{data.positive_class}", data.positive_class]  # the class of 0 and of 1
     fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
-    precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive)
+    precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive, drop_intermediate=True)
     return {
-        "confusion": [
-            {"actual": names[int(a)], "predicted": names[int(p)]} for a, p in zip(labels, predicted, strict=True)
-        ],
-        "roc": [{"fpr": float(f), "tpr": float(t)} for f, t in zip(fpr, tpr, strict=True)],
-        "precision_recall": [
-            {"recall": float(r), "precision": float(p)} for r, p in zip(recall, precision, strict=True)
-        ],
+        "confusion": pd.DataFrame(
+            {
+                "actual": pd.Categorical.from_codes(labels, categories=names),
+                "predicted": pd.Categorical.from_codes(predicted.astype(int), categories=names),
+            }
+        ),
+        "roc": curve("fpr", fpr, "tpr", tpr),
+        "precision_recall": curve("recall", recall, "precision", precision),
     }
+
+
+def curve(x_name: str, x: np.ndarray, y_name: str, y: np.ndarray, points: int = CURVE_POINTS) -> pd.DataFrame:
+    """A curve's points, thinned to at most `points` evenly spaced thresholds, both ends kept."""
+    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+    return pd.DataFrame({x_name: x[keep], y_name: y[keep]})

@@ -235,20 +235,20 @@ def pipeline(params: dict[str, Any]) -> Callable[..., dict[str, float]]:
             write_atomic(paths.train, train.to_parquet(index=False))
             write_atomic(paths.test, test.to_parquet(index=False))
         if "train" in stages:
-            features, labels = features_and_labels(pd.read_parquet(paths.train), data)
+            features, labels = features_and_labels(read_table(paths.train), data)
             save_model(fit(build_estimator(model_cfg), features, labels, model_cfg.name), paths.model)
         if "evaluate" not in stages:
             return {}
         import joblib
 
         model = joblib.load(paths.model)
-        features, labels = features_and_labels(pd.read_parquet(paths.test), data)
+        features, labels = features_and_labels(read_table(paths.test), data)
         predictions = predict(data.task, model, features)
         metrics = quality(data.task, predictions, labels) | latency(model, features)
         metrics["model_size_bytes"] = paths.model.stat().st_size
         write_json(paths.metrics, metrics)
-        for name, rows in plots(data, predictions, labels).items():
-            write_csv(paths.plots / f"{name}.csv", rows)
+        for name, table in plots(data, predictions, labels).items():
+            write_csv(paths.plots / f"{name}.csv", table)
         return metrics
 
     return run

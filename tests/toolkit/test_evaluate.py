@@ -6,12 +6,23 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from lockstep.config import DataConfig, ModelConfig, StageError
 from lockstep.io import file_md5, write_csv, write_json
-from lockstep.tabular import build_estimator, features_and_labels, fit, latency, plots, predict, quality, scores
+from lockstep.tabular import (
+    build_estimator,
+    curve,
+    features_and_labels,
+    fit,
+    latency,
+    plots,
+    predict,
+    quality,
+    scores,
+)
 
 BINARY = DataConfig(path="x.csv", target="label", positive_class="yes", test_size=0.2, seed=0)
 MULTICLASS = DataConfig(path="x.csv", target="label", task="multiclass", test_size=0.2, seed=0)
@@ -75,10 +86,12 @@ def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
     result = quality("binary", predictions, labels)
     assert list(result) == ["accuracy", "precision", "recall", "f1", "roc_auc"]
     assert all(0.8 < value <= 1 for value in result.values())
-    rows = plots(BINARY, predictions, labels)
-    assert list(rows) == ["confusion", "roc", "precision_recall"]
-    assert len(rows["confusion"]) == 60 and {r["predicted"] for r in rows["confusion"]} == {"yes", "not_yes"}
-    assert set(rows["roc"][0]) == {"fpr", "tpr"} and set(rows["precision_recall"][0]) == {"recall", "precision"}
+    tables = plots(BINARY, predictions, labels)
+    assert list(tables) == ["confusion", "roc", "precision_recall"]
+    confusion = tables["confusion"]
+    assert len(confusion) == 60 and set(confusion["predicted"]) == {"yes", "not_yes"}
+    assert (confusion["actual"] == "yes").sum() == labels.sum()  # one row per test row, labels named
+    assert list(tables["roc"]) == ["fpr", "tpr"] and list(tables["precision_recall"]) == ["recall", "precision"]
 
 
 def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
@@ -87,10 +100,11 @@ def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
     result = quality("multiclass", predictions, labels)
     assert list(result) == ["accuracy", "f1_macro", "f1_weighted"]
     assert all(0.9 < value <= 1 for value in result.values())
-    rows = plots(MULTICLASS, predictions, labels)
-    assert list(rows) == ["confusion"]
-    assert {r["actual"] for r in rows["confusion"]} == {"red", "green", "blue"}
-    assert sum(r["actual"] == r["predicted"] for r in rows["confusion"]) / 90 == pytest.approx(result["accuracy"])
+    tables = plots(MULTICLASS, predictions, labels)
+    assert list(tables) == ["confusion"]
+    confusion = tables["confusion"]
+    assert len(confusion) == 90 and set(confusion["actual"]) == {"red", "green", "blue"}
+    assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(result["accuracy"])
 
 
 def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
@@ -99,10 +113,10 @@ def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
     result = quality("regression", predictions, labels)
     assert list(result) == ["mae", "rmse", "r2"]
     assert 0 < result["mae"] <= result["rmse"] < 1 and 0.95 < result["r2"] <= 1
-    rows = plots(REGRESSION, predictions, labels)
-    assert list(rows) == ["residuals"] and len(rows["residuals"]) == 80
-    first = rows["residuals"][0]
-    assert set(first) == {"actual", "predicted", "residual"}
+    tables = plots(REGRESSION, predictions, labels)
+    assert list(tables) == ["residuals"] and len(tables["residuals"]) == 80
+    first = tables["residuals"].iloc[0]
+    assert list(first.index) == ["actual", "predicted", "residual"]
     assert first["residual"] == pytest.approx(first["actual"] - first["predicted"])
     assert first["actual"] == pytest.approx(regression_frame["price"].iloc[0])
 
@@ -141,7 +155,22 @@ def test_margin_classifiers_are_scored_by_decision_function(tiny_frame: pd.DataF
     model, features, labels = fitted(tiny_frame, BINARY, ModelConfig(name="svm", estimator="sklearn.svm.LinearSVC"))
     assert scores(model, features).ndim == 1
     assert quality("binary", predict("binary", model, features), labels)["roc_auc"] > 0.8
-    assert plots(BINARY, predict("binary", model, features), labels)["roc"][-1] == {"fpr": 1.0, "tpr": 1.0}
+    roc = plots(BINARY, predict("binary", model, features), labels)["roc"]
+    assert roc.iloc[-1].to_dict() == {"fpr": 1.0, "tpr": 1.0}
+
+
+def test_a_curve_keeps_at_most_its_points_and_both_ends() -> None:
+    # A curve of 200,000 test rows has tens of thousands of thresholds; the plot needs far fewer
+    x = np.linspace(0, 1, 50_001)
+    thinned = curve("fpr", x, "tpr", np.sqrt(x), points=1000)
+    assert len(thinned) == 1000 and thinned["fpr"].is_monotonic_increasing
+    assert thinned.iloc[0].to_dict() == {"fpr": 0.0, "tpr": 0.0} and thinned.iloc[-1].to_dict() == {
+        "fpr": 1.0,
+        "tpr": 1.0,
+    }
+    assert np.allclose(thinned["tpr"], np.sqrt(thinned["fpr"]))  # points of the curve, not made up
+    short = curve("recall", x[:10], "precision", x[:10], points=1000)
+    assert short["recall"].tolist() == x[:10].tolist()  # a short curve is kept whole
 
 
 def test_outputs_are_plain_json_and_csv(tmp_path: Path) -> None:
@@ -149,5 +178,7 @@ def test_outputs_are_plain_json_and_csv(tmp_path: Path) -> None:
     assert (tmp_path / "m" / "metrics.json").read_text() == '{\n  "accuracy": 0.9,\n  "n": 3\n}\n'
     write_csv(tmp_path / "p.csv", [{"actual": "yes", "predicted": "no"}, {"actual": "no", "predicted": "no"}])
     assert (tmp_path / "p.csv").read_text() == "actual,predicted\nyes,no\nno,no\n"
+    write_csv(tmp_path / "p.csv", pd.DataFrame({"fpr": [0.0, 0.25, 1.0], "tpr": [0.0, 0.7, 1.0]}))
+    assert (tmp_path / "p.csv").read_text() == "fpr,tpr\n0,0\n0.25,0.7\n1,1\n"
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["m", "metrics.json", "p.csv"]  # no temporary files
     assert file_md5(tmp_path / "p.csv") == hashlib.md5((tmp_path / "p.csv").read_bytes()).hexdigest()

@@ -1,10 +1,12 @@
 """Atomic writes: whole or nothing, and no litter from a writer that was killed."""
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from lockstep.io import data_md5, file_md5, write_atomic, write_csv, write_json
@@ -26,6 +28,8 @@ def test_json_csv_and_md5(tmp_path: Path) -> None:
     write_csv(tmp_path / "p.csv", [{"x": 1, "y": 2}, {"x": 3, "y": 4}])
     assert (tmp_path / "m.json").read_text() == '{\n  "accuracy": 0.5\n}\n'
     assert (tmp_path / "p.csv").read_text() == "x,y\n1,2\n3,4\n"
+    write_csv(tmp_path / "q.csv", pd.DataFrame({"actual": ["a, b", 'say "hi"'], "n": [1.5, 2.0]}))
+    assert list(csv.reader((tmp_path / "q.csv").open())) == [["actual", "n"], ["a, b", "1.5"], ['say "hi"', "2"]]
     assert file_md5(tmp_path / "p.csv") == "178ba85707470c41cf680fb37ff99f7f"  # md5 of the bytes, as DVC records
 
 

@@ -88,6 +88,8 @@ def test_read_table_reads_csv_and_parquet(tmp_path: Path, tiny_frame: pd.DataFra
 def test_unreadable_tables_fail_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(StageError, match=r"absent.csv: not found; run `dvc pull` or fix data.path in conf/data"):
         read_table(tmp_path / "absent.csv")
+    with pytest.raises(StageError, match=r"test.parquet: not found; run `dvc repro` or `dvc pull`$"):
+        read_table(tmp_path / "prepared" / "test.parquet")  # a split prepare has not written yet
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(StageError, match=r"empty.csv: file is empty; point data.path in conf/data at a CSV"):
         read_table(tmp_path / "empty.csv")

@@ -5,16 +5,15 @@ an experiment that misses one is still recorded and comparable in `dvc exp show`
 """
 
 import joblib
-import pandas as pd
 from lockstep.config import load, run
 from lockstep.io import write_csv, write_json
-from lockstep.tabular import features_and_labels, latency, plots, predict, quality
+from lockstep.tabular import features_and_labels, latency, plots, predict, quality, read_table
 
 
 def main() -> None:
     data, paths = load("data", "paths")
     model = joblib.load(paths.model)
-    features, labels = features_and_labels(pd.read_parquet(paths.test), data)
+    features, labels = features_and_labels(read_table(paths.test), data)
 
     predictions = predict(data.task, model, features)  # once, for the metrics and the plots
     metrics = quality(data.task, predictions, labels)  # by conf/data's task: binary, multiclass, regression
@@ -22,8 +21,8 @@ def main() -> None:
     metrics["model_size_bytes"] = paths.model.stat().st_size
     # Your own metrics go here, e.g. metrics["my_metric"] = ...; then give them a rule in conf/gates.
     write_json(paths.metrics, metrics)
-    for name, rows in plots(data, predictions, labels).items():
-        write_csv(paths.plots / f"{name}.csv", rows)
+    for name, table in plots(data, predictions, labels).items():
+        write_csv(paths.plots / f"{name}.csv", table)
     print("evaluate: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
 
 

@@ -2,9 +2,8 @@
 
 from typing import Any
 
-import pandas as pd
 from lockstep.config import ModelConfig, load, run
-from lockstep.tabular import build_estimator, features_and_labels, fit, save_model
+from lockstep.tabular import build_estimator, features_and_labels, fit, read_table, save_model
 
 
 def make_model(model: ModelConfig) -> Any:
@@ -16,7 +15,7 @@ def make_model(model: ModelConfig) -> Any:
 
 def main() -> None:
     data, model, paths = load("data", "model", "paths")
-    features, labels = features_and_labels(pd.read_parquet(paths.train), data)
+    features, labels = features_and_labels(read_table(paths.train), data)
     fitted = fit(make_model(model), features, labels, model.name)
     save_model(fitted, paths.model)
     print(f"train: {model.name} fitted on {len(features)} rows -> {paths.model}")
