@@ -4,14 +4,17 @@
 The platform starts once for the module, and the two projects are baked and set up once; the
 slow tests run in file order on them: the teams share the server without touching each other's
 models and prompts, parallel experiments register without lost or mixed versions, a fresh clone
-pulls from S3 and reproduces nothing, and a server restart between register and promote loses
-nothing. Everything is bounded by what it counts (versions, stages run), not by wall time.
+pulls from S3 and reproduces nothing, and the MLflow server killed in the middle of a registration
+then restarted loses nothing. Everything is bounded by what it counts (versions, stages run), not
+by wall time.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -215,44 +218,106 @@ def test_fresh_clone_pulls_from_s3_and_reproduces_nothing(
     assert (clone / record).read_text() == (alpha / record).read_text()
 
 
+def s3_request_waiting(port: int) -> bool:
+    """Whether a request to the S3 server on this loopback port waits unread (the server stopped):
+    the kernel's table of sockets shows bytes queued on one of its connections, or a connection
+    queued for it to accept (a listening socket's receive queue)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, queues = line.split()[1], line.split()[4]
+        if int(local.rpartition(":")[2], 16) == port and int(queues.partition(":")[2], 16) > 0:
+            return True
+    return False
+
+
 @pytest.mark.slow
-def test_server_restart_between_register_and_promote_loses_nothing(
+def test_server_killed_mid_register_then_restarted_loses_nothing(
     platform: tuple[Path, dict[str, str]], teams: dict[str, Path]
 ) -> None:
+    from lockstep.io import file_md5
     from lockstep.platform import alive, stop
 
     root, platform_env = platform
     beta = teams["beta"]
     env = team_env(beta, platform_env)
     alpha_before = versions(beta, env, "team_alpha")
-    registered = len(versions(beta, env, "team_beta"))
-    conf = beta / "conf" / "model" / "logistic_regression.yaml"
-    conf.write_text(conf.read_text().replace("C: 1.0", "C: 0.5"))
-    sh(beta, "make", "repro", env=env)  # registers a new version as challenger
-    record = json.loads((beta / "reports" / "registration.json").read_text())
-    assert record["version"] == registered + 1
     before = versions(beta, env, "team_beta")
+    record_file = beta / "reports" / "registration.json"
+    record_before = record_file.read_text()
+    conf = beta / "conf" / "model" / "logistic_regression.yaml"
+    conf.write_text(re.sub(r"C: [\d.]+", "C: 0.5", conf.read_text()))  # a model beta has not registered
+    sh(beta, "make", "params", env=env)
+    sh(beta, "dvc", "repro", "evaluate", env=env)
+    md5 = file_md5(beta / "models" / "model.joblib")
 
+    # S3 stopped, register runs (on a URI with a password) until it blocks in the upload of the model's
+    # artifacts, inside its MLflow run, before any version exists: there the MLflow server is killed.
     state = json.loads((root / "state.json").read_text())
-    stop(state["pids"]["mlflow"])
-    assert not alive(state["pids"]["mlflow"])
+    uri = platform_env["MLFLOW_TRACKING_URI"].replace("http://", "http://team:s3cret@")
+    os.kill(state["pids"]["s3"], signal.SIGSTOP)
+    try:
+        register = subprocess.Popen(
+            ["lockstep", "register"], cwd=beta, env=env | {"MLFLOW_TRACKING_URI": uri}, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for _ in range(2400):  # polls until the upload reaches S3, bounded
+            if s3_request_waiting(state["s3_port"]) or register.poll() is not None:
+                break
+            time.sleep(0.05)
+        if register.poll() is not None or not s3_request_waiting(state["s3_port"]):
+            register.kill()
+            pytest.fail(f"register did not block in the upload to S3: {register.communicate()}")
+        stop(state["pids"]["mlflow"], signal.SIGKILL)
+        assert not alive(state["pids"]["mlflow"])
+    finally:
+        os.kill(state["pids"]["s3"], signal.SIGCONT)
+    try:  # a guard, not a measure: with MLflow's own retries and backoff a dead server holds it for minutes
+        out, err = register.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        register.kill()
+        pytest.fail(f"register kept retrying the dead server: {register.communicate()}")
+    assert register.returncode == 1 and out == ""
+    (line,) = err.splitlines()
+    redacted = uri.replace("s3cret", "***")
+    assert line.startswith(f"error: register: MLflow at {redacted}: ") and "s3cret" not in err
+    assert line.endswith("; start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db")
+    assert record_file.read_text() == record_before, "no record of a registration that did not complete"
+
     restarted = lockstep("platform", "up", "--dir", str(root))
     assert restarted.returncode == 0, restarted.stdout + restarted.stderr
     after = json.loads((root / "state.json").read_text())
     assert after["pids"]["mlflow"] != state["pids"]["mlflow"], "the MLflow server was restarted"
     assert {k: after["pids"][k] for k in ("postgres", "s3")} == {k: state["pids"][k] for k in ("postgres", "s3")}
+    # What the kill left: the run it cut short, and no version or alias for those bytes
+    code = (
+        f"rs = mlflow.search_runs(experiment_names=['team_beta'], filter_string=\"tags.model_md5 = '{md5}'\","
+        " output_format='list'); print(json.dumps([r.info.status for r in rs]))"
+    )
+    assert query(beta, env, code) == ["RUNNING"], "the kill came inside register's run"
+    assert versions(beta, env, "team_beta") == before, "no version for the new model, no alias moved, none lost"
 
+    again = sh(beta, "make", "repro", env=env)
+    assert ran(again.stdout) == ["register"], "the re-run registers, through the restarted server"
+    record = json.loads(record_file.read_text())
     sh(beta, "make", "gate", "BASE=HEAD", env=env)
     sh(beta, "make", "promote", env=env)
     found = versions(beta, env, "team_beta")
-    assert [v[:3] for v in found] == [v[:3] for v in before], "every version, its bytes and run survived"
-    assert [v[3] for v in found if v[0] == record["version"]] == [["challenger", "champion"]]
-    assert not any(v[3] for v in found if v[0] != record["version"]), "the aliases moved, none left behind"
-    # The artifacts survived too: the champion loads from S3 through the restarted server and predicts
+    assert [v[:3] for v in found[:-1]] == [v[:3] for v in before], "every version, its bytes and run survived"
+    assert [v[:2] for v in found if v[1] == md5] == [[before[-1][0] + 1, md5]], "one version for the new model"
+    assert record["version"] == found[-1][0] and record["run_id"] == found[-1][2] and record["model_md5"] == md5
+    assert found[-1][3] == ["challenger", "champion"]
+    assert not any(v[3] for v in found[:-1]), "the aliases moved, none left behind"
+    # The new version has its lineage; the champion loads from S3 through the restarted server and
+    # predicts, and so does the version registered before the restart
     code = (
-        "from lockstep.registry import load_model; import pandas as pd;"
+        "from lockstep.registry import load_model; import mlflow.pyfunc, pandas as pd;"
         " x = pd.read_parquet('data/prepared/test.parquet').drop(columns=['diagnosis']).head(3);"
-        " print(json.dumps(len(load_model('team_beta', 'champion').predict(x))))"
+        f" old = mlflow.pyfunc.load_model('models:/team_beta/{before[-1][0]}');"
+        f" tags = c.get_model_version('team_beta', '{record['version']}').tags;"
+        " print(json.dumps([len(load_model('team_beta', 'champion').predict(x)), len(old.predict(x)), tags]))"
     )
-    assert query(beta, env, code) == 3
+    champion, old, tags = query(beta, env, code)  # type: ignore[misc]
+    assert champion == old == 3
+    lineage = ("git_commit", "git_dirty", "data_md5", "params_hash", "model_md5")
+    assert {k: tags[k] for k in lineage} == {k: record[k] for k in lineage}
+    assert {k.removeprefix("prompt."): int(v) for k, v in tags.items() if k.startswith("prompt.")} == record["prompts"]
     assert versions(beta, env, "team_alpha") == alpha_before, "the other team's versions untouched"

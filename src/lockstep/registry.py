@@ -7,8 +7,10 @@ register logs the evaluated model and registers it with tags tying it to the exa
 and parameters (`git_commit`, `git_dirty`, `data_md5`, `params_hash`, `model_md5`), and moves
 the alias (`challenger`). Each prompt goes to the Prompt Registry the same way, and the model
 version and the prompt versions evaluated together are recorded on each other and in the
-registration record. Idempotent: a model whose bytes are already registered gets no new
-version, nor does a prompt whose content is unchanged; the alias is simply pointed at it.
+registration record. The alias moves last and the record is written last, so a registration
+cut short (the server gone mid-way) leaves neither pointing at it. Idempotent: a model whose bytes
+are already registered gets no new version, nor does a prompt whose content is unchanged; the
+alias is simply pointed at it, so a re-run completes a registration cut short.
 
 A scikit-learn model is logged with MLflow's sklearn flavour; any other model saved with joblib
 that has `predict(DataFrame)` is logged as a pyfunc model that loads that file.
@@ -139,7 +141,7 @@ def log_model(model: Any, model_file: Path, example: Any) -> Any:
 def register_model(
     client: Any, params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: RegisterConfig
 ) -> dict[str, Any]:
-    """Register the model (or find it already registered), point the alias at it, return the record."""
+    """Register the model (or find the version already holding its bytes); return the record."""
     import joblib
     import mlflow
     import pandas as pd
@@ -157,7 +159,6 @@ def register_model(
             info = log_model(model, paths.model, example)
         # Tags go in with the version itself, so no version ever exists without its lineage.
         version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags)
-    client.set_registered_model_alias(reg.model_name, reg.alias, version.version)
     return {
         "model_name": reg.model_name,
         "version": int(version.version),
@@ -201,6 +202,9 @@ def register(params_file: Path = PARAMS_FILE) -> int:
         if prompts is not None:
             record["prompts"] = register_prompts(client, prompts, paths, record)
             record["prompt_alias"] = prompts.alias
+        # Last, once the version has its lineage and prompt links: the alias never names a registration
+        # cut short (a server gone mid-way), and a re-run finds the version by its bytes and completes it.
+        client.set_registered_model_alias(reg.model_name, reg.alias, str(record["version"]))
     write_json(paths.registration, record)
     print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
     for name, version in record.get("prompts", {}).items():

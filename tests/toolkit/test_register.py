@@ -101,6 +101,43 @@ def test_register_is_idempotent_and_tags_lineage(
     assert list(plain.predict(test)) == list(AboveZero().predict(test))
 
 
+def test_a_registration_cut_short_moves_no_alias_and_resumes_without_a_duplicate(
+    tracking: str, pipeline, params_file: Path, params: dict, save_params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    pipeline()
+    assert registry.register(params_file) == 0
+    record_file = Path(params["paths"]["registration"])
+    first = record_file.read_text()
+    params["model"]["params"]["C"] = 0.01
+    save_params()
+    pipeline(("train", "evaluate"))
+
+    # The server goes away once the new version exists, before it is linked to its prompts
+    def gone(*args, **kwargs):
+        raise MlflowException("API request to http://127.0.0.1:5000 failed with exception Connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(mlflow.MlflowClient, "set_model_version_tag", gone)
+        with pytest.raises(StageError, match=r"^MLflow at .*Connection refused; start the server"):
+            registry.register(params_file)
+    client = mlflow.MlflowClient(tracking)
+    name = params["register"]["model_name"]
+    assert int(client.get_model_version_by_alias(name, "challenger").version) == 1, "the alias waits for the lineage"
+    assert record_file.read_text() == first, "no record of a registration that did not complete"
+    md5 = file_md5(Path(params["paths"]["model"]))
+    assert client.get_model_version(name, "2").tags["model_md5"] == md5  # the version came with its lineage tags
+
+    # Run again with the server back: the same version is completed, none is added
+    assert registry.register(params_file) == 0
+    assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == [1, 2]
+    version = client.get_model_version_by_alias(name, "challenger")
+    assert int(version.version) == 2 and version.tags["prompt.summarize_ticket"] == "1"
+    assert json.loads(record_file.read_text())["version"] == 2
+
+
 def test_register_refuses_another_toolkit_version(tracking: str, params: dict, save_params, capsys) -> None:
     params["toolkit_version"] = "0.0.1"
     params_file = save_params()
