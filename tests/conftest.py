@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,24 @@ def sh(project: Path, *cmd: str, check: bool = True, env: dict[str, str] | None 
     if check and result.returncode:
         pytest.fail(f"{' '.join(cmd)} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def run_queue(project: Path, env: dict[str, str], jobs: int = 2) -> str:
+    """Start DVC's queue workers, wait until no experiment is queued or running, return the status.
+
+    The workers are detached and can outlive `dvc queue start`, so its output goes to a file: a
+    worker that inherited a pipe of ours would keep the read open until the worker exits."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        started = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=project, env=env,
+                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+        log.seek(0)
+        assert started.returncode == 0, log.read()
+    for _ in range(300):  # polls, two seconds apart
+        status = sh(project, "dvc", "queue", "status", env=env).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(2)
+    pytest.fail(f"the queued experiments did not finish:\n{status}")
 
 
 def find_python(version: str) -> str | None:

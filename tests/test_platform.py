@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import GIT_ID, ROOT, bake, project_env, ran, sh
+from conftest import GIT_ID, ROOT, bake, project_env, ran, run_queue, sh
 
 COMPOSE = ROOT / "src" / "lockstep" / "compose.yaml"
 SCHEMA = Path(__file__).parent / "data" / "compose-spec" / "compose-spec.json"
@@ -176,12 +176,7 @@ def test_parallel_experiments_register_without_lost_or_mixed_versions(
     beta_before = versions(alpha, env, "team_beta")
     for c in ("0.5", "0.2"):
         sh(alpha, "dvc", "exp", "run", "--queue", "-S", f"model.params.C={c}", env=env)
-    sh(alpha, "dvc", "queue", "start", "-j", "2", env=env)
-    for _ in range(600):  # until the queue has neither queued nor running entries
-        status = sh(alpha, "dvc", "queue", "status", env=env).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    status = run_queue(alpha, env)
     assert status.count("Success") == 2, status
 
     found = versions(alpha, env, "team_alpha")

@@ -4,13 +4,12 @@ without losing or mixing entries (`dvc exp run --queue`, `dvc queue start -j 2`)
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, free_port, project_env, serve, sh
+from conftest import GIT_ID, bake, free_port, project_env, run_queue, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +43,7 @@ def test_two_queued_experiments_register_two_versions(project: Path, tracking_se
     sh(project, "git", "commit", "-q", "-m", "Baseline", env=env)
     for c in ("0.5", "0.2"):
         sh(project, "dvc", "exp", "run", "--queue", "-S", f"model.params.C={c}", env=env)
-    sh(project, "dvc", "queue", "start", "-j", "2", env=env)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        status = sh(project, "dvc", "queue", "status", env=env).stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(2)
+    status = run_queue(project, env)
     assert status.count("Success") == 2, status
 
     code = (
