@@ -63,7 +63,9 @@ def test_sampling_keeps_about_the_configured_share(deployed: Deployed) -> None:
         service.predict("stable", deployed.rows)
     service.close()
     kept = len(read_log(deployed.root / "monitor" / "inference.db"))
-    assert 60 < kept < 140  # binomial(400, 0.25): mean 100, sd 8.7
+    counts = f"{kept} stored; the writer counted {service.log.written} written, {service.log.dropped} dropped"
+    assert 60 < kept < 140, counts  # binomial(400, 0.25): mean 100, sd 8.7
+    assert service.log.dropped == 0 and service.log.written == kept, counts
 
 
 def test_a_full_queue_drops_records_without_failing_requests(deployed: Deployed, capsys) -> None:
