@@ -83,6 +83,22 @@ def before(name: str) -> str:
     return "" if value is None else f"{value:8.2f}"
 
 
+Row = tuple[str, float, float | None, bool]  # measure, value, target (None: none), target met
+
+
+def report(rows: list[Row], file_name: str, width: int, value_format: str, target_format: str) -> int:
+    """Print the rows beside their figures before and write them to build/<file_name>; 1 if a target is missed."""
+    print(f"{'measure':{width}} {'before':>8} {'after':>8} {'target':>8}  ok")
+    for name, value, target, ok in rows:
+        shown = "" if target is None else format(target, target_format)
+        print(f"{name:{width}} {before(name):>8} {value:{value_format}} {shown:>8}  {'yes' if ok else 'NO'}")
+    out = ROOT / "build" / file_name
+    out.parent.mkdir(exist_ok=True)
+    figures = {name.strip(): {"after": value, "before": BEFORE.get(name.strip())} for name, value, _, _ in rows}
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     start = time.perf_counter()
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
@@ -342,15 +358,7 @@ def cold() -> int:
         ("make setup, empty cache (s)", setups[0], 60.0, setups[0] <= 60.0),
         ("make setup, warm cache (s)", setups[1], None, True),
     ]
-    print(f"{'measure':52} {'before':>8} {'after':>8} {'target':>8}  ok")
-    for name, value, target, ok in rows:
-        print(f"{name:52} {before(name):>8} {value:8.1f} {'' if target is None else f'{target:8.0f}':>8}"
-              f"  {'yes' if ok else 'NO'}")  # fmt: skip
-    out = ROOT / "build" / "benchmark-cold.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({name: {"after": value, "before": BEFORE.get(name)} for name, value, _, _ in rows},
-                              indent=2) + "\n")  # fmt: skip
-    return 0 if all(ok for *_, ok in rows) else 1
+    return report(rows, "benchmark-cold.json", width=52, value_format="8.1f", target_format="8.0f")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -419,15 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         ("LLM model load (s)", float(load[0]), None, True),
         *((f"LLM seconds per golden case, {name}", t, None, True) for name, t in per_case.items()),
     ]
-    print(f"{'measure':50} {'before':>8} {'after':>8} {'target':>8}  ok")
-    for name, value, target, ok in rows:
-        print(f"{name:50} {before(name):>8} {value:8.3f} {'' if target is None else f'{target:8.2f}':>8}"
-              f"  {'yes' if ok else 'NO'}")  # fmt: skip
-    report = ROOT / "build" / "benchmark.json"
-    report.parent.mkdir(exist_ok=True)
-    report.write_text(json.dumps({name.strip(): {"after": value, "before": BEFORE.get(name.strip())}
-                                  for name, value, _, _ in rows}, indent=2) + "\n")  # fmt: skip
-    return 0 if all(ok for *_, ok in rows) else 1
+    return report(rows, "benchmark.json", width=50, value_format="8.3f", target_format="8.2f")
 
 
 if __name__ == "__main__":
