@@ -261,6 +261,12 @@ def one_line(text: Any, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def first_line(exc: BaseException) -> str:
+    """An error's first line, for one-line messages; its type's name when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run(stage: Callable[[], object], name: str | None = None) -> int:
     """Run a stage's main(), turning a StageError into one `error: <stage>:` line and exit status 1."""
     try:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lockstep.config import PARAMS_FILE, StageError
+from lockstep.config import PARAMS_FILE, StageError, first_line
 
 CONF_DIR = Path("conf")
 CONFIG_NAME = "config"
@@ -29,8 +29,7 @@ def compose(conf_dir: Path = CONF_DIR, overrides: list[str] | None = None) -> st
         try:
             compose_and_dump(out, str(conf_dir.resolve()), None, CONFIG_NAME, str(conf_dir.resolve()), overrides or [])
         except Exception as exc:  # Hydra raises many types; all mean conf/ cannot be composed
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise StageError(f"{conf_dir}/: cannot compose {CONFIG_NAME}.yaml: {first}") from None
+            raise StageError(f"{conf_dir}/: cannot compose {CONFIG_NAME}.yaml: {first_line(exc)}") from None
         return out.read_text(encoding="utf-8")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lockstep.config import DataConfig, ModelConfig, StageError
+from lockstep.config import DataConfig, ModelConfig, StageError, first_line
 from lockstep.io import write_atomic
 
 LATENCY_ROWS = 100  # rows timed one by one for the per-row latency percentiles: enough for a p95
@@ -44,8 +44,7 @@ def read_table(path: Path) -> pd.DataFrame:
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as exc:
         if path.exists() and path.stat().st_size == 0:
             raise StageError(f"{path}: file is empty; point data.path in conf/data at a CSV with data") from None
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise StageError(f"{path}: cannot be read as a table ({first}); fix the file or data.path") from None
+        raise StageError(f"{path}: cannot be read as a table ({first_line(exc)}); fix the file or data.path") from None
     # Arrow keeps the memory it decoded the file in for reuse; hand it back, so that what the stage
     # does next (fit, predict) adds to the table alone, not to the table and the reader's buffers.
     pyarrow.default_memory_pool().release_unused()

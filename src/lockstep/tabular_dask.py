@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from lockstep.config import DataConfig, PathsConfig, StageError
+from lockstep.config import DataConfig, PathsConfig, StageError, first_line
 from lockstep.tabular import check_values, feature_columns, no_rows
 
 Clean = Callable[[pd.DataFrame, DataConfig], pd.DataFrame]
@@ -79,7 +79,8 @@ def read(path: Path) -> Any:
                 raise StageError(f"{other}: its header differs from {files[0].name}'s; give every file the same header")
         return dd.read_csv(absolute)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError, OSError) as exc:
-        raise StageError(f"{path}: cannot be read as a table ({_first(exc)}); fix the file(s) or data.path") from None
+        reason = first_line(exc)
+        raise StageError(f"{path}: cannot be read as a table ({reason}); fix the file(s) or data.path") from None
 
 
 def split_key(seed: int) -> str:
@@ -114,7 +115,7 @@ def scheduler(data: DataConfig) -> Iterator[str]:
         client = Client(address, set_as_default=True)
     except (OSError, TimeoutError) as exc:
         raise StageError(
-            f"Dask scheduler {address}: cannot connect ({_first(exc)}); start the cluster, or fix"
+            f"Dask scheduler {address}: cannot connect ({first_line(exc)}); start the cluster, or fix"
             " DASK_SCHEDULER_ADDRESS / data.scheduler in conf/data"
         ) from None
     with client:
@@ -148,7 +149,8 @@ def prepare(data: DataConfig, paths: PathsConfig, clean: Clean) -> tuple[int, in
             try:
                 nan, classes, train_rows, test_rows, *_ = dask.compute(frame.isna().any(), classes, *counts, *writes)
             except (pd.errors.EmptyDataError, pd.errors.ParserError) as exc:
-                raise StageError(f"{data.path}: cannot be read as a table ({_first(exc)}); fix the file(s)") from None
+                reason = first_line(exc)
+                raise StageError(f"{data.path}: cannot be read as a table ({reason}); fix the file(s)") from None
             except ValueError as exc:
                 if not str(exc).startswith(READ_ERRORS):
                     raise
@@ -181,12 +183,8 @@ def _mismatch(path: Path, exc: ValueError) -> str:
         for line in str(exc).splitlines()
         if len(cells := [c.strip() for c in line.split("|")]) > 3 and cells[1] not in ("Column", "")
     ]
-    named = f" in column(s) {', '.join(columns)}" if columns else f" ({_first(exc)})"
+    named = f" in column(s) {', '.join(columns)}" if columns else f" ({first_line(exc)})"
     return (
         f"{path}: the files or blocks disagree on their columns or types{named}; give every file the same"
         " header and every column one type (no text among numbers, no missing values in an integer column)"
     )
-
-
-def _first(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
