@@ -77,6 +77,10 @@ def test_ci_steps_pass_on_main(project: Path) -> None:
     result = sh(project, "make", "ci", "BASE=main")
     assert "gate: passed" in result.stdout
     assert "dvc.lock matches the committed code, params, data and prompts" in result.stdout
+    # The report's plots page draws with no network: Vega inline, no script from a CDN, only this task's plots
+    page = (project / "reports" / "gate" / "plots" / "index.html").read_text()
+    assert "vegaEmbed" in page and not re.search(r"<script[^>]+src=", page)
+    assert "reports/plots/roc.csv" in page and "reports/plots/residuals.csv" not in page
 
 
 def test_a_regressing_param_fails_the_gate(project: Path) -> None:

@@ -233,7 +233,8 @@ def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
         )
         sh(project, "dvc", "exp", "run", "-S", f"data={name}", "-S", f"model={model}")
         metrics = json.loads((project / "reports" / "metrics.json").read_text())
-        plots = sorted(p.name for p in (project / "reports" / "plots").iterdir())
+        plots_dir = project / "reports" / "plots"
+        plots = sorted(p.name for p in plots_dir.iterdir() if len(p.read_text().splitlines()) > 1)  # with rows
         if task == "multiclass":
             assert metrics["accuracy"] > 0.9 and metrics["f1_macro"] > 0.9 and "f1_weighted" in metrics
             assert plots == ["confusion.csv"]
@@ -242,6 +243,10 @@ def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
         else:
             assert metrics["r2"] > 0.3 and metrics["rmse"] > metrics["mae"] > 0
             assert plots == ["residuals.csv"]
+        shown = sh(project, "dvc", "plots", "show", "-o", "reports/page")
+        assert "failed to load" not in shown.stdout + shown.stderr  # no warning about another task's plots
+        page = (project / "reports" / "page" / "index.html").read_text()  # make setup's page: Vega inline, no CDN
+        assert "vegaEmbed" in page and not re.search(r"<script[^>]+src=", page)
         record = json.loads((project / "reports" / "registration.json").read_text())
         assert record["model_uri"].startswith("models:/task_types/")
         gate = sh(project, "lockstep", "gate", "--base", "HEAD", check=False)

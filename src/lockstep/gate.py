@@ -26,6 +26,7 @@ from xml.etree import ElementTree as ET
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lockstep.assets import PLOTS_PAGE
 from lockstep.config import StageError, Task, flatten, read_params, section
 from lockstep.io import write_atomic, write_json
 from lockstep.vcs import dvc_json, git
@@ -307,6 +308,15 @@ def base_rules(base_rev: str, params_file: Path, own: GatesConfig) -> tuple[Gate
     )
 
 
+def plot_targets(params: dict[str, Any]) -> list[str]:
+    """The plot files with rows in the workspace: the task's own (a file of another task holds only its header)."""
+    folder = Path(params.get("paths", {}).get("plots", "reports/plots"))
+    targets = [str(f) for f in sorted(folder.glob("*.csv")) if len(f.read_bytes().splitlines()) > 1]
+    reports = params.get("paths", {}).get("prompt_reports")
+    targets += [str(f) for f in sorted(Path(reports).glob("*/cases.csv"))] if reports else []
+    return targets
+
+
 def compare(base: str, params_file: Path, out_dir: Path) -> int:
     params = read_params(params_file)
     own = section(params, "gates", GatesConfig, params_file)
@@ -325,7 +335,11 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
     out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist
-    plots = subprocess.run(["dvc", "plots", "diff", base_rev, "-o", str(out_dir / "plots")], capture_output=True)
+    targets = plot_targets(params)
+    plots = subprocess.run(
+        ["dvc", "plots", "diff", base_rev, *(["--targets", *targets] if targets else []),
+         "-o", str(out_dir / "plots"), "--html-template", str(PLOTS_PAGE)], capture_output=True,
+    )  # fmt: skip
     if plots.returncode == 0:
         context["plots"] = f"`dvc plots diff` against the base: `{out_dir / 'plots' / 'index.html'}` (CI artifact)."
     text = report(checks, values, base, context)

@@ -247,6 +247,14 @@ def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dic
     return {"latency_p50_ms": float(np.percentile(timings, 50)), "latency_p95_ms": float(np.percentile(timings, 95))}
 
 
+PLOT_COLUMNS = {  # the files dvc.yaml's plots draw, and their columns
+    "confusion": ["actual", "predicted"],
+    "roc": ["fpr", "tpr"],
+    "precision_recall": ["recall", "precision"],
+    "residuals": ["actual", "predicted", "residual"],
+}
+
+
 def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict[str, pd.DataFrame]:
     """Tables for DVC's plot templates, by task: confusion matrix (classification), ROC and
     precision-recall curves (binary), actual against predicted with residuals (regression).
@@ -256,15 +264,19 @@ def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict
     from sklearn import metrics
 
     predicted = predictions.predicted
+    # Every task writes every file dvc.yaml draws; the other tasks' hold only their header, so
+    # `dvc plots show` finds each file and warns about none (an empty chart instead).
+    empty = {name: pd.DataFrame(columns=columns) for name, columns in PLOT_COLUMNS.items()}
     if data.task == "regression":
         actual = labels.to_numpy(dtype=float)
-        return {"residuals": pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})}
+        residuals = pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})
+        return empty | {"residuals": residuals}
     if data.task == "multiclass":
-        return {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
+        return empty | {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
     names = [f"not_{data.positive_class}", data.positive_class]  # the class of 0 and of 1
     fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
     precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive, drop_intermediate=True)
-    return {
+    return empty | {
         "confusion": pd.DataFrame(
             {
                 "actual": pd.Categorical.from_codes(labels, categories=names),

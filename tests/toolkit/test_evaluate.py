@@ -70,7 +70,9 @@ def test_metrics_and_plots_of_the_pipeline(pipeline, params: dict) -> None:
     assert 0 < metrics["latency_p50_ms"] <= metrics["latency_p95_ms"]
     assert metrics["model_size_bytes"] == Path(params["paths"]["model"]).stat().st_size
     plots_dir = Path(params["paths"]["plots"])
-    assert sorted(p.name for p in plots_dir.iterdir()) == ["confusion.csv", "precision_recall.csv", "roc.csv"]
+    files = sorted(p.name for p in plots_dir.iterdir())
+    assert files == ["confusion.csv", "precision_recall.csv", "residuals.csv", "roc.csv"]  # every file dvc.yaml draws
+    assert (plots_dir / "residuals.csv").read_text().splitlines() == ["actual,predicted,residual"]  # not binary's
     confusion = pd.read_csv(plots_dir / "confusion.csv")
     assert set(confusion.columns) == {"actual", "predicted"} and set(confusion["actual"]) == {"yes", "not_yes"}
     assert len(confusion) == 12  # one row per test case
@@ -87,7 +89,8 @@ def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
     assert list(result) == ["accuracy", "precision", "recall", "f1", "roc_auc"]
     assert all(0.8 < value <= 1 for value in result.values())
     tables = plots(BINARY, predictions, labels)
-    assert list(tables) == ["confusion", "roc", "precision_recall"]
+    assert [name for name, table in tables.items() if len(table)] == ["confusion", "roc", "precision_recall"]
+    assert list(tables["residuals"]) == ["actual", "predicted", "residual"] and tables["residuals"].empty
     confusion = tables["confusion"]
     assert len(confusion) == 60 and set(confusion["predicted"]) == {"yes", "not_yes"}
     assert (confusion["actual"] == "yes").sum() == labels.sum()  # one row per test row, labels named
@@ -101,7 +104,8 @@ def test_multiclass_quality_and_plots(multiclass_frame: pd.DataFrame) -> None:
     assert list(result) == ["accuracy", "f1_macro", "f1_weighted"]
     assert all(0.9 < value <= 1 for value in result.values())
     tables = plots(MULTICLASS, predictions, labels)
-    assert list(tables) == ["confusion"]
+    assert [name for name, table in tables.items() if len(table)] == ["confusion"]
+    assert sorted(tables) == ["confusion", "precision_recall", "residuals", "roc"]
     confusion = tables["confusion"]
     assert len(confusion) == 90 and set(confusion["actual"]) == {"red", "green", "blue"}
     assert (confusion["actual"] == confusion["predicted"]).mean() == pytest.approx(result["accuracy"])
@@ -114,7 +118,7 @@ def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
     assert list(result) == ["mae", "rmse", "r2"]
     assert 0 < result["mae"] <= result["rmse"] < 1 and 0.95 < result["r2"] <= 1
     tables = plots(REGRESSION, predictions, labels)
-    assert list(tables) == ["residuals"] and len(tables["residuals"]) == 80
+    assert [name for name, table in tables.items() if len(table)] == ["residuals"] and len(tables["residuals"]) == 80
     first = tables["residuals"].iloc[0]
     assert list(first.index) == ["actual", "predicted", "residual"]
     assert first["residual"] == pytest.approx(first["actual"] - first["predicted"])
