@@ -350,6 +350,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     broken = [c for c in checks if not c.passed]
     for c in broken:
         print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
-    passed = len(checks) - len(broken)
-    print(f"gate: {'failed' if broken else 'passed'}: {passed}/{len(checks)} checks; report {out_dir / 'report.md'}")
+    # Counted as the report counts them: what broke, out of how many
+    summary = f"failed: {len(broken)} of {len(checks)} checks broken" if broken else f"passed: {len(checks)} checks"
+    print(f"gate: {summary} against {base}; report {out_dir / 'report.md'}")
     return 1 if broken else 0

@@ -224,13 +224,13 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     repo("checkout", "-q", "-b", "feature")
 
     assert gate.compare("main", params_file, Path("reports/gate")) == 0  # nothing changed yet
-    assert "gate: passed: 1/1 checks" in capsys.readouterr().out
+    assert "gate: passed: 1 checks against main" in capsys.readouterr().out
 
     metrics.write_text(json.dumps({"accuracy": 0.90, "latency_ms": 3.0}))
     assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1
     captured = capsys.readouterr()
     assert "gate: FAIL reports/metrics.json:accuracy: regressed by 0.05 > 0.02" in captured.err
-    assert "gate: failed: 0/1 checks; report reports/gate/report.md" in captured.out
+    assert "gate: failed: 1 of 1 checks broken against main; report reports/gate/report.md" in captured.out
     report = Path("reports/gate/report.md").read_text()
     assert "| `reports/metrics.json:accuracy` | 0.95 | 0.9 | -0.05 (-5.3%) |" in report
     assert "| `reports/metrics.json:latency_ms` | 3 | 3 | +0 (+0.0%) |" in report  # no rule: listed apart
