@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from lockstep.assets import PLOTS_PAGE
 from lockstep.config import StageError, Task, flatten, read_params, section
 from lockstep.io import write_atomic, write_json
-from lockstep.vcs import dvc_json, git
+from lockstep.vcs import dvc, dvc_json, git
 
 OUT_DIR = Path("reports/gate")
 MARKER = "<!-- lockstep-gate -->"  # lets CI find and update its own comment
@@ -337,7 +337,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist
     targets = plot_targets(params)
     plots = subprocess.run(
-        ["dvc", "plots", "diff", base_rev, *(["--targets", *targets] if targets else []),
+        [dvc(), "plots", "diff", base_rev, *(["--targets", *targets] if targets else []),
          "-o", str(out_dir / "plots"), "--html-template", str(PLOTS_PAGE)], capture_output=True,
     )  # fmt: skip
     if plots.returncode == 0:

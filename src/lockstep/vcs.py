@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from lockstep.config import StageError
@@ -21,9 +24,20 @@ def git(*args: str, check: bool = True, env: dict[str, str] | None = None) -> st
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
+def dvc() -> str:
+    """The dvc installed beside this toolkit (`.venv/bin/lockstep` works unactivated), else the one on PATH."""
+    beside = Path(sys.executable).with_name("dvc")
+    found = str(beside) if beside.is_file() else shutil.which("dvc")
+    if found is None:
+        raise StageError(
+            "dvc: not found beside this Python nor on PATH; run `make setup`, then `source .venv/bin/activate`"
+        )
+    return found
+
+
 def dvc_json(*args: str) -> dict[str, Any]:
     """Run a dvc command with --json and parse its output; DVC exits 0 on some load failures."""
-    result = subprocess.run(["dvc", *args, "--json"], capture_output=True, text=True)
+    result = subprocess.run([dvc(), *args, "--json"], capture_output=True, text=True)
     if result.returncode:
         detail = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise StageError(f"dvc {' '.join(args)}: {detail}")
