@@ -54,3 +54,22 @@ def test_two_queued_experiments_register_two_versions(project: Path, tracking_se
     versions = json.loads(sh(project, "python", "-c", code, env=env).stdout.strip().splitlines()[-1])
     assert [v[0] for v in versions] == [1, 2, 3], "the baseline and one version per experiment"
     assert len({v[1] for v in versions}) == 3 and len({v[2] for v in versions}) == 3, "no mixed entries"
+
+
+def test_queued_experiments_register_in_the_projects_own_sqlite_registry(project: Path) -> None:
+    # No tracking server: each queued run works in a temporary copy of the project, yet its versions
+    # go to the project's mlflow.db, their artifacts under the project's mlruns/ (the copy is deleted).
+    env = project_env(project) | GIT_ID  # the bake's first commit, nothing reproduced yet
+    sh(project, "dvc", "exp", "run", "--queue", "-S", "model.params.C=0.5", env=env)  # the first run ever: queued
+    assert run_queue(project, env, jobs=1).count("Success") == 1
+    sh(project, "dvc", "exp", "run", "--queue", "-S", "model.params.C=0.2", env=env)
+    assert run_queue(project, env, jobs=1).count("Success") == 2
+    code = (
+        "import json, mlflow, pandas as pd; mlflow.set_tracking_uri('sqlite:///mlflow.db'); c = mlflow.MlflowClient();"
+        " rows = pd.read_csv('data/raw/breast_cancer.csv').drop(columns=['diagnosis']).head(2);"
+        " vs = c.search_model_versions(\"name = 'queue_check'\");"
+        " print(json.dumps({v.version: len(mlflow.pyfunc.load_model(f'models:/queue_check/{v.version}')"
+        ".predict(rows)) for v in vs}))"
+    )
+    loaded = json.loads(sh(project, "python", "-c", code, env=env).stdout.strip().splitlines()[-1])
+    assert loaded == {"1": 2, "2": 2}, "both experiments registered in the project and load from its mlruns/"

@@ -176,9 +176,19 @@ SECTIONS: dict[str, type[_Section]] = {
 }
 
 
+def project_root() -> Path:
+    """The project's root: DVC_ROOT, which DVC sets for every stage (in a queued experiment's
+    temporary copy it names the project itself), else the working directory."""
+    return Path(os.environ.get("DVC_ROOT") or ".").resolve()
+
+
 def tracking_uri() -> str:
-    """MLFLOW_TRACKING_URI when set (a tracking server, a database), else the local SQLite file."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """MLFLOW_TRACKING_URI when set (a tracking server, a database), else the SQLite file mlflow.db at
+    the project's root: a queued experiment registers in the project's registry, not in its copy's."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    root = os.environ.get("DVC_ROOT")
+    return f"sqlite:///{project_root() / 'mlflow.db'}" if root else DEFAULT_TRACKING_URI
 
 
 def redact(uri: str) -> str:

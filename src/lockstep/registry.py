@@ -138,6 +138,20 @@ def log_model(model: Any, model_file: Path, example: Any) -> Any:
     )
 
 
+def use_experiment(client: Any, name: str) -> None:
+    """Make `name` the active experiment. Created in a queued experiment's temporary copy (DVC_ROOT is
+    not the working directory), its artifacts go under the project's mlruns/, which outlives the copy."""
+    import mlflow
+
+    from lockstep.config import project_root, tracking_uri
+
+    # (mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, so the URI itself tells the project's own file)
+    local = tracking_uri() == f"sqlite:///{project_root() / 'mlflow.db'}"
+    if local and client.get_experiment_by_name(name) is None and project_root() != Path.cwd().resolve():
+        client.create_experiment(name, artifact_location=str(project_root() / "mlruns" / name))
+    mlflow.set_experiment(name)
+
+
 def register_model(
     client: Any, params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: RegisterConfig
 ) -> dict[str, Any]:
@@ -152,7 +166,7 @@ def register_model(
         model = joblib.load(paths.model)
         example = pd.read_parquet(paths.test).drop(columns=[data.target]).head(INPUT_EXAMPLE_ROWS)
         metrics = json.loads(paths.metrics.read_text(encoding="utf-8"))
-        mlflow.set_experiment(reg.experiment)
+        use_experiment(client, reg.experiment)
         with mlflow.start_run(tags=tags):
             mlflow.log_params(flatten({name: params.get(name) for name in LINEAGE_SECTIONS}))
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})

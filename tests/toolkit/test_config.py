@@ -137,8 +137,11 @@ def test_redact_hides_passwords_in_uris(uri: str, shown: str) -> None:
     assert "s3cret" not in redact(uri) and "token" not in redact(uri).replace("***", "")
 
 
-def test_tracking_uri_defaults_to_the_local_database(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tracking_uri_defaults_to_the_local_database(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("DVC_ROOT", raising=False)
     assert tracking_uri() == "sqlite:///mlflow.db"
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # a stage, maybe in a queued experiment's temporary copy
+    assert tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"  # the project's file, not the copy's
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     assert tracking_uri() == "http://127.0.0.1:5000"
 
