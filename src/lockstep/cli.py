@@ -27,21 +27,24 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _check_lock(args: argparse.Namespace) -> int:
-    from lockstep.lock import check_lock
+    from lockstep.lock import check_lock, check_reproduced
 
-    return check_lock()
+    return check_reproduced() if args.reproduced else check_lock()
 
 
 def _gate(args: argparse.Namespace) -> int:
+    from lockstep import integrity
     from lockstep.gate import compare
 
+    checked = integrity.verify()  # the judge's own environment first: nothing edited since the install
+    print(f"gate: the environment is as installed ({checked} files checked against their install records)")
     return compare(args.base, args.params, args.out)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from lockstep.publish import post_gitlab
+    from lockstep.publish import post_open_merge_requests
 
-    return post_gitlab(args.out / "report.md")
+    return post_open_merge_requests()
 
 
 def _register(args: argparse.Namespace) -> int:
@@ -115,12 +118,16 @@ def parser() -> argparse.ArgumentParser:
     sub = command("params", _params, "compose params.yaml from conf/ with DVC's Hydra composer")
     sub.add_argument("--check", action="store_true", help="fail when params.yaml is stale instead of writing it")
     sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=random_forest")
-    command("check-lock", _check_lock, "fail when dvc.lock is not what the committed inputs produce", params=False)
+    lock_help = "fail when dvc.lock is not what the committed inputs produce"
+    sub = command("check-lock", _check_lock, lock_help, params=False)
+    sub.add_argument(
+        "--reproduced", action="store_true", help="after prepare and train re-ran: fail on other bytes than dvc.lock's"
+    )
     sub = command("gate", _gate, "compare metrics with a base revision against the rules in conf/gates")
     sub.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
     sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory for report.md, junit.xml")
-    sub = command("report-gitlab", _report, "post the gate's report.md as the merge request's note", params=False)
-    sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory holding report.md")
+    command("report-gitlab", _report, "post each open merge request's gate verdict and report as its note (run"
+            " on the default branch by a schedule)", params=False)  # fmt: skip
     command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
     policies = {"type": Path, "default": Path("policies"), "help": "the project's Rego policies (default: policies)"}
     gate_dir = {"type": Path, "default": Path("reports/gate"), "help": "the gate's outputs (default: reports/gate)"}
