@@ -85,7 +85,14 @@ def test_check_lock_command(tmp_path: Path) -> None:
     assert result.stdout.startswith("dvc.lock: none committed yet")
 
 
-def test_report_gitlab_outside_a_merge_request(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_report_gitlab_without_its_token_says_what_to_set(monkeypatch, capsys) -> None:
     monkeypatch.delenv("GITLAB_NOTE_TOKEN", raising=False)
-    assert cli.main(["report-gitlab", "--out", str(tmp_path)]) == 0
-    assert "gate: not posting the report" in capsys.readouterr().out
+    for name, value in {"CI_API_V4_URL": "http://gitlab.invalid/api/v4", "CI_PROJECT_ID": "42",
+                        "CI_DEFAULT_BRANCH": "main"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    assert cli.main(["report-gitlab"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: report-gitlab: set GITLAB_NOTE_TOKEN (GitLab CI sets all but GITLAB_NOTE_TOKEN: a protected,"
+        " masked project access token, Reporter role, api scope)"
+    )

@@ -6,21 +6,16 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from http.server import HTTPServer
 from pathlib import Path
-from typing import ClassVar
 from xml.etree import ElementTree as ET
 
 import pytest
 from pydantic import ValidationError
 
-from conftest import Loopback
 from lockstep import cli, gate
 from lockstep.config import StageError
 from lockstep.gate import GatesConfig, Rule, Value
 from lockstep.lock import check_lock, stale_stages
-from lockstep.publish import post_gitlab
 
 ACCURACY = Rule(metric="reports/metrics.json:accuracy", direction="higher", min=0.9, max_regression=0.02)
 LATENCY = Rule(metric="reports/*.json:latency_ms", direction="lower", max=10, max_regression_pct=50)
@@ -291,72 +286,3 @@ def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: di
     report = Path("reports/gate/report.md").read_text()
     assert "This change edits the gate rules (conf/gates): the base's rules were applied." in report
     assert json.loads(Path("reports/gate/checks.json").read_text())["rules_changed"] is True
-
-
-class Notes(Loopback):
-    """A loopback stand-in for GitLab's merge-request notes API."""
-
-    calls: ClassVar[list[tuple[str, str, str]]] = []
-    existing: ClassVar[list[dict]] = []
-
-    def _record(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        Notes.calls.append((self.command, self.path, self.rfile.read(length).decode()))
-        assert self.headers["PRIVATE-TOKEN"] == "note-token"
-
-    def do_GET(self) -> None:
-        self._record()
-        self.reply(200, Notes.existing)
-
-    def do_POST(self) -> None:
-        self._record()
-        self.reply(200, {"id": 7})
-
-    do_PUT = do_POST
-
-
-def test_report_is_posted_once_then_updated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    server = HTTPServer(("127.0.0.1", 0), Notes)
-    threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True).start()
-    report = tmp_path / "report.md"
-    report.write_text(f"{gate.MARKER}\nGate passed")
-    monkeypatch.setenv("CI_API_V4_URL", f"http://127.0.0.1:{server.server_port}/api/v4")
-    monkeypatch.setenv("CI_PROJECT_ID", "42")
-    monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
-    monkeypatch.delenv("GITLAB_NOTE_TOKEN", raising=False)
-    Notes.calls, Notes.existing = [], []
-    try:
-        assert post_gitlab(report) == 0 and Notes.calls == []
-        assert "set the masked CI/CD variable GITLAB_NOTE_TOKEN" in capsys.readouterr().out
-        monkeypatch.setenv("GITLAB_NOTE_TOKEN", "note-token")
-        assert post_gitlab(report) == 0
-        assert "gate: report posted on merge request !3" in capsys.readouterr().out
-        Notes.existing = [{"id": 5, "body": "unrelated"}, {"id": 9, "body": f"{gate.MARKER} old"}]
-        assert post_gitlab(report) == 0
-        assert "gate: report updated on merge request !3" in capsys.readouterr().out
-    finally:
-        server.shutdown()
-        server.server_close()
-    methods = [(method, path.split("?")[0]) for method, path, _ in Notes.calls]
-    assert methods == [
-        ("GET", "/api/v4/projects/42/merge_requests/3/notes"),
-        ("POST", "/api/v4/projects/42/merge_requests/3/notes"),
-        ("GET", "/api/v4/projects/42/merge_requests/3/notes"),
-        ("PUT", "/api/v4/projects/42/merge_requests/3/notes/9"),
-    ]
-    assert "Gate+passed" in Notes.calls[1][2]
-
-
-def test_an_unreachable_gitlab_fails_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    server = HTTPServer(("127.0.0.1", 0), Notes)
-    port = server.server_port
-    server.server_close()  # nothing listens on this port any more
-    report = tmp_path / "report.md"
-    report.write_text("x")
-    monkeypatch.setenv("CI_API_V4_URL", f"http://127.0.0.1:{port}/api/v4")
-    monkeypatch.setenv("CI_PROJECT_ID", "42")
-    monkeypatch.setenv("CI_MERGE_REQUEST_IID", "3")
-    monkeypatch.setenv("GITLAB_NOTE_TOKEN", "note-token")
-    with pytest.raises(StageError, match=r"cannot post the merge-request note to http://127.0.0.1:\d+/api") as err:
-        post_gitlab(report)
-    assert "note-token" not in str(err.value)
