@@ -28,6 +28,7 @@ OPTIONAL_PATHS = {
     ".gitlab-ci.yml": CI_PROVIDER in ("gitlab", "both"),
     "renovate.json": CI_PROVIDER in ("gitlab", "both"),  # GitHub has .github/dependabot.yml
     "CODEOWNERS": CI_PROVIDER != "none",  # read from the root by GitHub and GitLab alike
+    "tests/test_codeowners.py": CI_PROVIDER != "none",
     "LICENSE": LICENSE != "Proprietary",
     # The prompt track
     "prompts": INCLUDE_LLM,

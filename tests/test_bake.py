@@ -67,8 +67,9 @@ BASE_FILES = {
 }  # fmt: skip
 GITHUB_FILES = {
     ".github/workflows/pipeline.yml", ".github/workflows/monitor.yml", ".github/dependabot.yml", "CODEOWNERS",
+    "tests/test_codeowners.py",
 }  # fmt: skip
-GITLAB_FILES = {".gitlab-ci.yml", "renovate.json", "CODEOWNERS"}
+GITLAB_FILES = {".gitlab-ci.yml", "renovate.json", "CODEOWNERS", "tests/test_codeowners.py"}
 LLM_FILES = {
     "prompts/summarize_ticket.yaml", "prompts/triage_ticket.yaml",
     "data/golden/.gitignore", "data/golden/README.md",
