@@ -2,7 +2,8 @@
 """Set up and run the template's own tasks with nothing but Python 3.11+.
 
     python3 dev.py demo     bake a project with the defaults and reproduce its pipeline
-    python3 dev.py test     run the template's tests (all of them, slow ones included)
+    python3 dev.py test     run the template's tests (all of them, slow ones included); --random: any order
+    python3 dev.py setup-test-deps   what the tests need beyond Python (PostgreSQL, Chromium); test runs it
     python3 dev.py docs     build the documentation site in strict mode
     python3 dev.py bench    measure bake -> setup -> repro and the no-op/stage start-up times
     python3 dev.py params   recompose the template's params.yaml after a change to its conf/
@@ -16,6 +17,7 @@ to uv.lock; later runs reuse it, and uv's cache makes installs fast.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -78,9 +80,72 @@ def demo(args: argparse.Namespace) -> None:
     print(f"\nBaked {project}: metrics above; registered {', '.join(registered)} as @{record['alias']}.")
 
 
+# What the tests need from the machine beyond Python: Debian's packages, each found by a file it installs
+DEBIAN = {"postgresql": Path("/usr/lib/postgresql/15/bin/initdb"), "chromium": Path("/usr/bin/chromium")}
+OTHER_PYTHONS = ("3.12", "3.13")  # baked with python_version 3.12 / 3.13 by the tests marked other_python
+K8S_SCHEMAS = ROOT.parent / "shared" / "k8s-schemas"  # the released CRDs (upstream files, not committed here)
+
+
+def setup_test_deps(args: argparse.Namespace | None = None) -> list[str]:
+    """Install what the tests need beyond Python: PostgreSQL and Chromium from Debian's packages (as
+    root, else the command to run is printed), and the history a shallow clone lacks. Quiet when all
+    is there. Returns what is still missing, one line each."""
+    missing = [name for name, probe in DEBIAN.items() if not probe.exists()]
+    # root (CI here), or a passwordless sudo (GitHub's runners); anyone else is told what to run
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    can = shutil.which("apt-get") and (not sudo or subprocess.run([*sudo, "true"], capture_output=True).returncode == 0)
+    if missing and can:
+        print(f"setup-test-deps: installing {', '.join(missing)} from Debian's packages", flush=True)
+        quiet = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        apt = [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        subprocess.run([*apt, "update", "-qq"], env=quiet, check=False, stdout=subprocess.DEVNULL)
+        subprocess.run([*apt, "install", "-y", "-qq", "--no-install-recommends", *missing], env=quiet,
+                       check=False, stdout=subprocess.DEVNULL)  # fmt: skip
+        missing = [name for name, probe in DEBIAN.items() if not probe.exists()]
+    problems = [f"Debian package {name} (run: sudo apt-get install {name})" for name in missing]
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
+    if shallow.stdout.strip() == "true":
+        print("setup-test-deps: fetching the history this shallow clone lacks", flush=True)
+        if subprocess.run(["git", "fetch", "-q", "--unshallow"], cwd=ROOT, check=False).returncode:
+            problems.append("the Git history (a shallow clone: run git fetch --unshallow)")
+    schemas = Path(os.environ.get("LOCKSTEP_K8S_SCHEMAS") or K8S_SCHEMAS)
+    if not (schemas / "argo-rollouts-v1.9.1").is_dir() or not (schemas / "kserve-v0.20.0").is_dir():
+        problems.append(f"the Kubernetes CRD schemas in {schemas} (set LOCKSTEP_K8S_SCHEMAS)")
+    for problem in problems:
+        print(f"setup-test-deps: missing {problem}", file=sys.stderr)
+    if args is not None and problems:
+        sys.exit(1)
+    return problems
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of this minor version that really runs (pyenv shims may not), or None."""
+    candidates = [
+        shutil.which(f"python{version}"),
+        *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))),
+    ]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
+            return candidate
+    return None
+
+
 def test(args: argparse.Namespace) -> None:
     env = ensure_env()
-    run(BIN / "python", "-m", "pytest", *args.extra, env=env)
+    setup_test_deps()
+    extra = list(args.extra)
+    random_order = args.random or os.environ.get("CI", "").lower() == "true"
+    if not random_order:
+        extra = ["-p", "no:randomly", *extra]  # file order; CI shuffles once per run and prints the seed
+    others = [v for v in OTHER_PYTHONS if find_python(v) is None]
+    if others and "-m" not in extra:
+        print(f"test: Python {', '.join(others)} not installed: the tests marked other_python are left out"
+              " (the template's GitHub CI runs them)", flush=True)  # fmt: skip
+        extra = ["-m", "not other_python", *extra]
+    run(BIN / "python", "-m", "pytest", *extra, env=env)
 
 
 def docs(args: argparse.Namespace) -> None:
@@ -185,11 +250,13 @@ def platform(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 dev.py", description=__doc__.splitlines()[0])
     tasks = parser.add_subparsers(dest="task", required=True)
-    for func in (demo, test, docs, bench, params, vendor_vega, platform):
+    for func in (demo, test, setup_test_deps, docs, bench, params, vendor_vega, platform):
         name = func.__name__.replace("_", "-")
         sub = tasks.add_parser(name, help=func.__doc__ or name, epilog="Other arguments go to the underlying tool.")
         if name == "demo":
             sub.add_argument("--output", default=DEMO_DIR, help="new or empty directory to bake into")
+        if name == "test":
+            sub.add_argument("--random", action="store_true", help="run the tests in a random order (seed printed)")
         sub.set_defaults(func=func)
     # Arguments dev.py does not know are passed on (pytest's -k, cookiecutter's key=value...).
     args, args.extra = parser.parse_known_args(argv)

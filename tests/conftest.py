@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import http.server
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,6 +18,8 @@ import pytest
 from cookiecutter.main import cookiecutter
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 # Commits made by the tests, whatever the machine's Git configuration says.
 GIT_ID = {
@@ -85,21 +85,6 @@ def run_queue(project: Path, env: dict[str, str], jobs: int = 2) -> str:
     pytest.fail(f"the queued experiments did not finish:\n{status}")
 
 
-def find_python(version: str) -> str | None:
-    """An interpreter of this minor version that really runs (pyenv shims may not), or None."""
-    candidates = [
-        shutil.which(f"python{version}"),
-        *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}*/bin/python{version}"))),
-    ]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(map(int, version.split(".")))):
-            return candidate
-    return None
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -141,3 +126,22 @@ class Loopback(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A tighter ceiling for the toolkit's unit tests (pyproject's `timeout` is for whole-pipeline runs)."""
+    for item in items:
+        if "/tests/toolkit/" in str(item.path) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(180))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Under CI=true every test must run: a skip fails, naming the test and why it would have skipped
+    (`python3 dev.py setup-test-deps` installs what the skipping tests need)."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI", "").lower() == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"{item.nodeid} skipped under CI=true, where every test must run: {reason}"

@@ -176,11 +176,13 @@ def interpreter(version: str) -> str:
     return python
 
 
-def test_another_combination_end_to_end(tmp_path: Path) -> None:
-    python = interpreter("3.12")
+@pytest.mark.other_python
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_another_combination_end_to_end(tmp_path: Path, version: str) -> None:
+    python = interpreter(version)
     combo = {
         "project_name": "Churn Radar",
-        "python_version": "3.12",
+        "python_version": version,
         "ci_provider": "gitlab",
         "dvc_remote": "none",
         "include_llm": "no",
@@ -217,9 +219,8 @@ TASK_DATA = {
 
 def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
     # A user's own CSV and task: a data file, one conf/data file, and `dvc exp run -S`; no code
-    project = bake(tmp_path, project_name="Task Types", include_llm="no", ci_provider="none", dvc_remote="none",
-                   python_version="3.13")  # fmt: skip
-    sh(project, "make", "setup", f"PYTHON={interpreter('3.13')}")
+    project = bake(tmp_path, project_name="Task Types", include_llm="no", ci_provider="none", dvc_remote="none")
+    sh(project, "make", "setup")
     for name, (loader, target, task, model) in TASK_DATA.items():
         code = (
             f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"

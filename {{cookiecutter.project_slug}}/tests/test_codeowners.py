@@ -22,7 +22,8 @@ def in_git() -> None:
 def test_the_files_that_feed_the_gate_are_found(in_git) -> None:
     files = feeding(ROOT)
     assert {"dvc.yaml", "params.yaml", "requirements.lock"} <= set(files)
-    assert "src/{{ cookiecutter.package_name }}/stages/evaluate.py" in files  # a stage's code, from dvc.yaml
+    stages = "src/{{ cookiecutter.package_name }}/stages"
+    assert f"{stages}/evaluate.py" in files  # a stage's code, from dvc.yaml
     assert any(f.startswith("conf/data/") for f in files) and any(f.startswith("tests/") for f in files)
 
 
