@@ -70,7 +70,13 @@ def _policy(args: argparse.Namespace) -> int:
 def _approve(args: argparse.Namespace) -> int:
     from lockstep.policy import approve
 
-    return approve(args.params, args.by, args.version, args.reason)
+    return approve(args.params, args.version, args.reason)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from lockstep.aliases import show
+
+    return show(args.name, prompt=args.prompt, alias=args.alias, at=args.at)
 
 
 def _prompts(args: argparse.Namespace) -> int:
@@ -139,10 +145,16 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("action", choices=["eval", "test"], help="eval: exit 0 allow, 1 deny, 3 pending_review")
     sub.add_argument("--policies", **policies)
     sub.add_argument("--gate-dir", **gate_dir)
-    sub = command("approve", _approve, "record a person's approval of a model version (registry tags)")
-    sub.add_argument("--by", required=True, help="who approves")
+    sub = command("approve", _approve, "record an approval of a model version (registry tags); who approves is"
+                  " CI's identity or the MLflow user's, never typed in")  # fmt: skip
     sub.add_argument("--version", type=int, help="model version (default: the one in the registration record)")
     sub.add_argument("--reason", help="why, for the record")
+    sub = command("history", _history, "every move of a model's (or prompt's) aliases: when, from, to, who and on"
+                  " what decision; --at: which version each alias named then", params=False)  # fmt: skip
+    sub.add_argument("name", help="a registered model (or prompt, with --prompt)")
+    sub.add_argument("--prompt", action="store_true", help="name is a prompt of the Prompt Registry")
+    sub.add_argument("--alias", default=None, help="only this alias's moves")
+    sub.add_argument("--at", default=None, help="a time (RFC 3339, e.g. 2026-12-01T12:00:00+00:00)")
     sub = command("samples", _samples, "put back missing bundled sample data (md5-checked)", params=False)
     sub.add_argument("action", choices=["restore"], help="restore: copy each missing bundled sample into place")
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")

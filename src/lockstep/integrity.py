@@ -11,6 +11,7 @@ a single metric, and refuses to judge from a changed one. Packages installed in 
 from __future__ import annotations
 
 import base64
+import csv
 import hashlib
 import importlib.metadata
 import json
@@ -46,11 +47,15 @@ def changed_files(paths: list[str] | None = None, counted: list[int] | None = No
     recorded: set[Path] = set()
     for dist in importlib.metadata.distributions(path=paths):
         source_tree = editable(dist)  # its record names only the hook to a source tree, whose files change
-        for entry in dist.files or []:
-            path = Path(dist.locate_file(entry)).resolve()
+        # The RECORD itself, not `dist.files`: some versions of importlib_metadata leave out missing files
+        for row in csv.reader((dist.read_text("RECORD") or "").splitlines()):
+            if not row:
+                continue
+            path = Path(dist.locate_file(row[0])).resolve()
             recorded.add(path)
-            if entry.hash is not None and entry.hash.mode == "sha256" and not source_tree:
-                expected[path] = entry.hash.value
+            algorithm, _, value = (row[1] if len(row) > 1 else "").partition("=")
+            if algorithm == "sha256" and value and not source_tree:
+                expected[path] = value
     if counted is not None:
         counted.append(len(expected))
     with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib releases the GIL: files hash in parallel

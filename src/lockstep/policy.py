@@ -187,7 +187,7 @@ def build_input(
         approval["at"] = rfc3339(approval["at"])
     return {
         "model": {"name": record.get("model_name"), "version": record.get("version")},
-        "gate": {"ran": gate is not None, "base": (gate or {}).get("base")},
+        "gate": {"ran": gate is not None, "base": (gate or {}).get("base"), "head": (gate or {}).get("head")},
         "checks": (gate or {}).get("checks", []),
         "metrics": (gate or {}).get("metrics", {}),
         "params_diff": (gate or {}).get("params_diff", {}),
@@ -234,13 +234,39 @@ def decide(
     return result
 
 
+def decision_tags(result: dict[str, Any]) -> dict[str, str]:
+    """What the registry records of a promotion decision, on the model and prompt versions alike."""
+    decision = result["decision"]
+    gate = result["input"]["gate"]
+    tags = {"decision": decision, "pending_review": str(decision == "pending_review").lower(),
+            "denied": str(decision == "deny").lower(), "decision.gate_head": str(gate.get("head")),
+            "decision.gate_base": str(gate.get("base")), "decision.at": result["evaluated_at"]}  # fmt: skip
+    if result["review"]:
+        tags["review.reasons"] = "; ".join(result["review"])[:TAG_LIMIT]
+    if result["deny"]:
+        tags["deny.reasons"] = "; ".join(result["deny"])[:TAG_LIMIT]
+    return tags
+
+
+def record_decision(client: Any, record: dict[str, Any], result: dict[str, Any]) -> dict[str, str]:
+    """The decision as tags on the model version and every prompt version it was decided for."""
+    import mlflow
+
+    tags = decision_tags(result)
+    for key, value in tags.items():
+        client.set_model_version_tag(record["model_name"], str(record["version"]), key, value)
+        for name, version in record.get("prompts", {}).items():
+            mlflow.genai.set_prompt_version_tag(name, int(version), key, value)
+    return tags
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = [REPORT_MARKER, f"### Promotion policy: `{result['decision']}`", ""]
     lines += [f"- ❌ {reason}" for reason in result["deny"]]
     lines += [f"- 👀 {reason}" for reason in result["review"]]
     if result["decision"] == "pending_review":
-        lines += ["", f"A person must decide: `lockstep approve --version {result['version']} --by NAME --reason ...`,"
-                  " then promote again."]  # fmt: skip
+        lines += ["", f"A person must decide: `lockstep approve --version {result['version']} --reason ...` (in CI,"
+                  " or as an authenticated MLflow user), then promote again."]  # fmt: skip
     if result.get("approved"):
         lines += ["", f"Approved by {result['approval'].get('by')} at {result['approval'].get('at')}."]
     return "\n".join(lines) + "\n"
@@ -253,7 +279,7 @@ def show(result: dict[str, Any]) -> None:
     for reason in result["review"]:
         print(f"  review: {reason}")
     if result["decision"] == "pending_review":
-        print(f"  a person decides: lockstep approve --version {result['version']} --by NAME --reason ...")
+        print(f"  a person decides: lockstep approve --version {result['version']} --reason ... (CI or an MLflow user)")
 
 
 def eval_command(params_file: Path, gate_dir: Path = GATE_DIR, folder: Path = PROJECT_DIR) -> int:
@@ -264,17 +290,24 @@ def eval_command(params_file: Path, gate_dir: Path = GATE_DIR, folder: Path = PR
     record = read_record(section(params, "paths", PathsConfig, params_file))
     with mlflow_client() as client:
         result = decide(client, params, record, gate_dir, folder)
+        record_decision(client, record, result)  # what a canary reads before it may promote this version
     show(result)
     return EXIT[result["decision"]]
 
 
-def approve(params_file: Path, by: str, version: int | None = None, reason: str | None = None) -> int:
-    """Record a person's approval of a model version as registry tags: who, when and why."""
+def approve(params_file: Path, version: int | None = None, reason: str | None = None) -> int:
+    """Record an approval of a model version as registry tags: who (CI's or the registry's identity,
+    never typed in), when and why."""
+    from lockstep import aliases
     from lockstep.config import RegisterConfig, read_params
     from lockstep.tracking import mlflow_client
 
-    if not by.strip():
-        raise StageError("--by: name the person who approves")
+    by = aliases.identity()
+    if by is None:
+        raise StageError(
+            "approve: no identity to record on a shared registry: approve from CI (GITHUB_ACTOR, GITLAB_USER_LOGIN)"
+            " or as an authenticated MLflow user (MLFLOW_TRACKING_USERNAME)"
+        )
     params = read_params(params_file)
     name = section(params, "register", RegisterConfig, params_file).model_name
     if version is None:
@@ -282,11 +315,11 @@ def approve(params_file: Path, by: str, version: int | None = None, reason: str 
     at = datetime.now(UTC).isoformat(timespec="seconds")
     with mlflow_client() as client:
         client.get_model_version(name, str(version))  # fails in one line when there is no such version
-        client.set_model_version_tag(name, str(version), "approval.by", by.strip())
+        client.set_model_version_tag(name, str(version), "approval.by", by)
         client.set_model_version_tag(name, str(version), "approval.at", at)
         if reason:
             client.set_model_version_tag(name, str(version), "approval.reason", reason[:TAG_LIMIT])
-    print(f"approve: models:/{name}/{version} approved by {by.strip()} at {at}")
+    print(f"approve: models:/{name}/{version} approved by {by} at {at}")
     return 0
 
 

@@ -219,10 +219,11 @@ def registered_version(name: str, content_hash: str) -> int | None:
             return None
 
 
-def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str], registry_name: str | None = None) -> int:
+def register_prompt(prompt: Prompt, alias: str | None, tags: dict[str, str], registry_name: str | None = None) -> int:
     """Register a prompt in the MLflow Prompt Registry (as registry_name, by default its own name)
     unless a version already has this content (a prompt edited back to what it was gets its old
-    version again, as a model's bytes do), point the alias at that version, and return its number."""
+    version again, as a model's bytes do), point the alias (if any) at that version through
+    lockstep.aliases, and return its number."""
     import mlflow
 
     name = registry_name or prompt.name
@@ -239,5 +240,8 @@ def register_prompt(prompt: Prompt, alias: str, tags: dict[str, str], registry_n
             model_config=settings,
         )
         version = created.version
-    mlflow.genai.set_prompt_alias(name, alias=alias, version=int(version))
+    if alias is not None:
+        from lockstep import aliases
+
+        aliases.move_prompt(name, alias, int(version), "registered", commit=tags.get("git_commit"))
     return int(version)

@@ -27,12 +27,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from lockstep import aliases
 from lockstep.config import (
     PARAMS_FILE,
     DataConfig,
     PathsConfig,
     PromptsConfig,
     RegisterConfig,
+    StageError,
     check_toolkit_version,
     flatten,
     read_params,
@@ -51,16 +53,32 @@ def params_hash(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(lineage, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def pipeline_outputs() -> set[str]:
+    """dvc.lock and every output dvc.yaml declares, relative to the root: what reproducing rewrites."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo() as repo:
+            root = Path(repo.root_dir)
+            return {"dvc.lock"} | {Path(out.fs_path).relative_to(root).as_posix() for out in repo.index.outs}
+    except Exception:  # no DVC project here: nothing is an output
+        return {"dvc.lock"}
+
+
 def git_state() -> tuple[str, bool]:
-    """The commit the run started from and whether the work tree had uncommitted changes."""
+    """The commit the run started from, and whether the work tree differs from it in anything but what
+    the pipeline itself rewrites (dvc.lock, metrics, plots, models): code, conf, params, data pointers."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, check=True
-        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "-z", "--untracked-files=no"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown", False
-    return commit, bool(dirty)
+    changed = [entry[3:] for entry in status.split("\0") if len(entry) > 3]
+    outputs = pipeline_outputs() if changed else set()
+    inputs = [p for p in changed if not any(p == o or p.startswith(o.rstrip("/") + "/") for o in outputs)]
+    return commit, bool(inputs)
 
 
 def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -> dict[str, str]:
@@ -193,7 +211,7 @@ def register_prompts(client: Any, prompts: PromptsConfig, paths: PathsConfig, re
     # Keyed by the name in the registry: promote and the registration record use it as is
     versions = {
         prompts.registry_prefix + name: register_prompt(
-            load_prompt_file(paths.prompt_file(name)), prompts.alias, tags, prompts.registry_prefix + name
+            load_prompt_file(paths.prompt_file(name)), None, tags, prompts.registry_prefix + name
         )
         for name in prompts.names
     }
@@ -216,28 +234,23 @@ def register(params_file: Path = PARAMS_FILE) -> int:
         if prompts is not None:
             record["prompts"] = register_prompts(client, prompts, paths, record)
             record["prompt_alias"] = prompts.alias
+            if aliases.may_move(prompts.alias) is None:
+                for name, version in record["prompts"].items():
+                    aliases.move_prompt(name, prompts.alias, version, "registered", commit=record["git_commit"])
         # Last, once the version has its lineage and prompt links: the alias never names a registration
         # cut short (a server gone mid-way), and a re-run finds the version by its bytes and completes it.
-        client.set_registered_model_alias(reg.model_name, reg.alias, str(record["version"]))
+        refusal = aliases.may_move(reg.alias)
+        if refusal is None:
+            aliases.move_model(client, reg.model_name, reg.alias, record["version"], "registered",
+                               commit=record["git_commit"])  # fmt: skip
     write_json(paths.registration, record)
-    print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
+    moved = "" if refusal is None else ", not moved"
+    print(f"register: {record['model_uri']} (@{record['alias']}{moved}) run {record['run_id']}")
     for name, version in record.get("prompts", {}).items():
-        print(f"register: prompts:/{name}/{version} (@{record['prompt_alias']})")
+        print(f"register: prompts:/{name}/{version} (@{record['prompt_alias']}{moved})")
+    if refusal:
+        print(f"register: {refusal}")
     return 0
-
-
-def decision_tags(result: dict[str, Any]) -> dict[str, str]:
-    """What the registry records of a promotion decision, on the model and prompt versions alike."""
-    from lockstep.policy import TAG_LIMIT
-
-    decision = result["decision"]
-    tags = {"decision": decision, "pending_review": str(decision == "pending_review").lower(),
-            "denied": str(decision == "deny").lower()}  # fmt: skip
-    if result["review"]:
-        tags["review.reasons"] = "; ".join(result["review"])[:TAG_LIMIT]
-    if result["deny"]:
-        tags["deny.reasons"] = "; ".join(result["deny"])[:TAG_LIMIT]
-    return tags
 
 
 def promote(
@@ -257,22 +270,20 @@ def promote(
     paths = section(params, "paths", PathsConfig, params_file)
     record = policy.read_record(paths)
     with mlflow_client() as client:
-        import mlflow
-
+        refusal = aliases.may_move(alias)
+        if refusal:  # before deciding: a person's run on the shared registry changes nothing there
+            raise StageError(refusal)
         result = policy.decide(client, params, record, gate_dir or policy.GATE_DIR, policies or policy.PROJECT_DIR)
-        tags = decision_tags(result)
-        for key, value in tags.items():
-            client.set_model_version_tag(record["model_name"], str(record["version"]), key, value)
-            for name, version in record.get("prompts", {}).items():
-                mlflow.genai.set_prompt_version_tag(name, int(version), key, value)
+        tags = policy.record_decision(client, record, result)
         if result["decision"] != "allow":
             policy.show(result)
             print(f"promote: @{alias} not moved: {result['decision']} (tagged on the versions)")
             return policy.EXIT[result["decision"]]
-        client.set_registered_model_alias(record["model_name"], alias, str(record["version"]))
+        why = {"commit": record["git_commit"], "gate_head": tags["decision.gate_head"]}
+        aliases.move_model(client, record["model_name"], alias, int(record["version"]), "allow", **why)
         promoted = [f"models:/{record['model_name']}/{record['version']}"]
         for name, version in record.get("prompts", {}).items():
-            mlflow.genai.set_prompt_alias(name, alias=alias, version=int(version))
+            aliases.move_prompt(name, alias, int(version), "allow", **why)
             promoted.append(f"prompts:/{name}/{version}")
     print(f"promote: @{alias} -> {', '.join(promoted)}")
     return 0

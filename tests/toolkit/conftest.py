@@ -202,7 +202,9 @@ def promotable(params: dict[str, Any], save_params: Callable[[], Path]) -> Calla
              "old": 0.9, "new": 0.92, "failures": []},
         ]  # fmt: skip
         metrics = metrics or {c["metric"]: {"old": c["old"], "new": c["new"]} for c in checks}
-        gate = {"base": "0" * 40, "head": "1" * 40, "passed": all(c["passed"] for c in checks), "checks": checks,
+        registration = Path(params["paths"]["registration"])  # the gate ran on the commit the version came from
+        head = json.loads(registration.read_text())["git_commit"] if registration.exists() else "1" * 40
+        gate = {"base": "0" * 40, "head": head, "passed": all(c["passed"] for c in checks), "checks": checks,
                 "metrics": metrics, "params_diff": {}}  # fmt: skip
         write_json(Path("reports/gate/checks.json"), gate)
         return Path("reports/gate")

@@ -64,7 +64,9 @@ def build_registry(root: Path, uri: str) -> None:
                 pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
                 serialization_format="cloudpickle",
             )
-        mlflow.register_model(info.model_uri, MODEL)
+        # what `make promote` leaves on a version that passed: its lineage, and the decision that allowed it
+        passed = {"git_commit": "c0ffee", "git_dirty": "false", "decision": "allow", "decision.gate_head": "c0ffee"}
+        mlflow.register_model(info.model_uri, MODEL, tags=passed)
     client.set_registered_model_alias(MODEL, "champion", "1")
     client.set_registered_model_alias(MODEL, "challenger", "2")
     for name in PROMPTS:

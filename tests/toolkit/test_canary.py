@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from lockstep.config import StageError
 from lockstep.serve.app import Running, Service, create_app
 from lockstep.serve.canary import Controller, quantile, read_record
 from lockstep.serve.client import Client
@@ -126,7 +127,7 @@ def run(
             ).run()  # fmt: skip
         weight = service.weight
     entries = read_record(record, lock["deploy_id"])
-    return outcome, [*entries, {"weight_after": weight, "statuses": statuses, "background": background}]
+    return outcome, [*entries, {"weight_after": weight, "statuses": statuses, "background": background, "lock": lock}]
 
 
 def test_quantile_interpolates_like_prometheus() -> None:
@@ -157,8 +158,12 @@ def test_a_good_canary_is_promoted_step_by_step(private: Deployed) -> None:
     assert mlflow.genai.load_prompt("prompts:/triage_ticket@champion").version == 2
     assert mlflow.genai.load_prompt("prompts:/triage_ticket@previous_champion").version == 1
     mlflow.set_tracking_uri(None)
-    # a decided deploy stays decided
-    assert run(private, config())[0] == "promote"
+    # a decided deploy stays decided: the controller started again on the same lock does nothing more
+    again = Controller(config(), last["lock"], Client("http://127.0.0.1:9"), TOKEN, private.root / "decisions.jsonl")
+    assert again.run() == "promote"
+    # and a new lock has nothing to roll out: the challenger is the champion now
+    with pytest.raises(StageError, match="the lock has no canary variant"):
+        run(private, config())
 
 
 def test_latency_over_the_sla_rolls_back_in_the_first_window(private: Deployed) -> None:

@@ -128,7 +128,7 @@ def test_policy_tests_pass_and_a_broken_one_fails(tmp_path: Path, monkeypatch: p
     (project / "project_test.rego").write_text(broken)
     assert cli.main(["policy", "test", "--policies", "policies"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL policies/project_test.rego: test_wrong_expectation" in out and "policy test: 14/15 passed" in out
+    assert "FAIL policies/project_test.rego: test_wrong_expectation" in out and "policy test: 17/18 passed" in out
 
     (project / "project_test.rego").write_text(
         broken + '\ntest_whole_input if {\n\tcount(data.lockstep.project.deny) == 0 with input as {"lineage": {}}\n}\n'
@@ -153,7 +153,7 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
-    tracking: str, pipeline, params: dict, params_file: Path, promotable, capsys
+    tracking: str, pipeline, params: dict, params_file: Path, promotable, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import mlflow
 
@@ -195,14 +195,17 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     print(f"\npromotion decision latency in promote: {decision['latency_ms']} ms")
 
     # A person approves; promoting again moves champion, and says who approved
-    assert cli.main(["approve", "--params", str(params_file), "--by", "Ada", "--reason", "batch use only"]) == 0
-    assert "approve: models:/toolkit_test/1 approved by Ada at " in capsys.readouterr().out
+    monkeypatch.setenv("CI", "true")  # an approval records CI's identity, never a typed-in name
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_ACTOR", "ada")
+    assert cli.main(["approve", "--params", str(params_file), "--reason", "batch use only"]) == 0
+    assert "approve: models:/toolkit_test/1 approved by github:ada at " in capsys.readouterr().out
     assert cli.main(["policy", "eval", "--params", str(params_file)]) == 0
     assert cli.main(promote) == 0
     assert "promote: @champion -> models:/toolkit_test/1, prompts:/summarize_ticket/1" in capsys.readouterr().out
     assert int(client.get_model_version_by_alias(name, "champion").version) == 1
     tags = client.get_model_version(name, "1").tags
-    assert tags["pending_review"] == "false" and tags["decision"] == "allow" and tags["approval.by"] == "Ada"
+    assert tags["pending_review"] == "false" and tags["decision"] == "allow" and tags["approval.by"] == "github:ada"
     assert mlflow.genai.load_prompt("prompts:/summarize_ticket@champion").version == 1
     decision = json.loads(Path("reports/gate/decision.json").read_text())
     assert decision["approved"] is True and decision["approval"]["reason"] == "batch use only"
@@ -214,8 +217,18 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     assert int(client.get_model_version_by_alias(name, "production").version) == 1
     assert mlflow.genai.load_prompt("prompts:/triage_ticket@production").version == 1
 
-    with pytest.raises(StageError, match="--by: name the person"):
-        policy.approve(params_file, " ")
+    # Every move of an alias is in the history: who, from which version, on what decision
+    assert cli.main(["history", name]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("@champion: none -> 1  by github:ada  decision allow" in line for line in lines), lines
+    assert any("@production: none -> 1" in line for line in lines)
+
+    # On a shared registry outside CI, no identity can be recorded: the approval is refused
+    for name_ in ("CI", "GITHUB_ACTIONS", "GITHUB_ACTOR"):
+        monkeypatch.delenv(name_)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
+    with pytest.raises(StageError, match="approve: no identity to record on a shared registry"):
+        policy.approve(params_file)
 
 
 def test_approval_times_are_read_as_regopy_reads_them() -> None:
@@ -225,5 +238,5 @@ def test_approval_times_are_read_as_regopy_reads_them() -> None:
     params = {"data": {"path": "data/raw/x.csv", "target": "y", "task": "regression", "test_size": 0.2, "seed": 1}}
     document = policy.build_input(params, record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"})
     assert document["approval"] == {"by": "Ada", "at": "2026-11-26T00:10:00+00:00"}
-    assert document["lineage"]["git_dirty"] is True and document["gate"] == {"ran": False, "base": None}
+    assert document["lineage"]["git_dirty"] is True and document["gate"] == {"ran": False, "base": None, "head": None}
     assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])

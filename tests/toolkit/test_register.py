@@ -4,6 +4,7 @@ prompts registered beside the model, idempotent re-runs. MLflow runs on a SQLite
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,21 +178,34 @@ def test_promote_needs_a_registration_record(params_file: Path, capsys) -> None:
 def test_promote_against_an_unreachable_server_fails_in_one_line(
     params: dict, params_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
 ) -> None:
-    from http.server import HTTPServer
-
     record = Path(params["paths"]["registration"])
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"model_name": "toolkit_test", "version": 1, "model_uri": "models:/toolkit_test/1"}))
-    closed = HTTPServer(("127.0.0.1", 0), None)
-    port = closed.server_port
-    closed.server_close()
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ops:hunter2@127.0.0.1:{port}")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    assert cli.main(["promote", "--params", str(params_file)]) == 1
+    with socket.socket() as held:  # bound, never listening, and held: refused, and no one else takes the port
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ops:hunter2@127.0.0.1:{port}")
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        monkeypatch.setenv("CI", "true")  # the shared registry's aliases move in CI only
+        assert cli.main(["promote", "--params", str(params_file)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"error: promote: MLflow at http://ops:***@127.0.0.1:{port}: ")
     assert line.endswith("start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db")
     assert "hunter2" not in line
+
+
+def test_a_person_cannot_promote_on_the_shared_registry(params: dict, params_file: Path, monkeypatch, capsys) -> None:
+    record = Path(params["paths"]["registration"])
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"model_name": "toolkit_test", "version": 1, "model_uri": "models:/toolkit_test/1"}))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://ops:hunter2@mlflow.internal:5000")
+    monkeypatch.delenv("CI", raising=False)
+    assert cli.main(["promote", "--params", str(params_file)]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (
+        "error: promote: @champion is moved by CI only on a shared registry (mlflow.internal:5000): push to main and"
+        " let the pipeline promote, or unset MLFLOW_TRACKING_URI to work in the local mlflow.db"
+    )
 
 
 def test_params_hash_follows_data_and_model_only(params: dict) -> None:

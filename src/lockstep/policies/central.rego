@@ -3,7 +3,7 @@
 # quotes such a string inside sprintf's output.
 # input (built by `lockstep policy eval` and `lockstep promote`):
 #   model      {name, version}
-#   gate       {ran, base}: whether reports/gate/checks.json was found
+#   gate       {ran, base, head}: whether reports/gate/checks.json was found, and the commits it compared
 #   checks     [{metric, rule, passed, old, new, failures}]: the gate's checks
 #   metrics    {"<file>:<key>": {old, new}}: every metric the gate compared
 #   params_diff {"<file>": {"<key>": {old, new}}}: `dvc params diff` against the base
@@ -37,6 +37,19 @@ review contains msg if {
 for_review(metric) if {
 	some pattern in input.policy.review_on_gate_failure
 	glob.match(pattern, [], metric)
+}
+
+# --- The gate's results are the version's own: same commit, nothing uncommitted. ---
+
+deny contains msg if {
+	input.gate.ran
+	input.gate.head != input.lineage.git_commit
+	msg := concat("", ["the gate's results are for commit ", input.gate.head, ", the version was registered from ", input.lineage.git_commit, ": run the gate on the version's own commit"])
+}
+
+deny contains msg if {
+	input.lineage.git_dirty == true
+	msg := concat("", ["the version was registered from a work tree whose code, conf or data differ from commit ", input.lineage.git_commit, ": commit, reproduce and register again"])
 }
 
 # --- Latency SLA: a slower model may still be worth it; a person decides. ---

@@ -70,3 +70,18 @@ test_changed_prompt_safety_results_need_an_approval if {
 	reasons := data.lockstep.central.review with input.metrics as {"reports/prompts/triage/metrics.json:pii_leak_rate": {"old": 0, "new": 0.1}, "reports/prompts/triage/metrics.json:banned_rate": {"old": 0, "new": 0}} with input.policy as {"approval_required_for": ["prompt_safety"], "safety_metrics": ["pii_leak_rate", "banned_rate"]}
 	reasons == {"prompt safety result reports/prompts/triage/metrics.json:pii_leak_rate changed (0 -> 0.1): needs an approval"}
 }
+
+test_gate_results_of_another_commit_are_denied if {
+	reasons := data.lockstep.central.deny with input.gate as {"ran": true, "head": "feedface"} with input.checks as [] with input.lineage as {"data_md5": "abc", "git_commit": "0123abcd", "git_dirty": false} with input.data as {"path": "data/raw/a.csv", "dvc_md5": "abc"} with input.policy as {"data_sources": ["data/raw/*"]}
+	reasons == {"the gate's results are for commit feedface, the version was registered from 0123abcd: run the gate on the version's own commit"}
+}
+
+test_a_version_registered_from_a_changed_work_tree_is_denied if {
+	reasons := data.lockstep.central.deny with input.gate as {"ran": true, "head": "0123abcd"} with input.checks as [] with input.lineage as {"data_md5": "abc", "git_commit": "0123abcd", "git_dirty": true} with input.data as {"path": "data/raw/a.csv", "dvc_md5": "abc"} with input.policy as {"data_sources": ["data/raw/*"]}
+	reasons == {"the version was registered from a work tree whose code, conf or data differ from commit 0123abcd: commit, reproduce and register again"}
+}
+
+test_the_versions_own_clean_commit_is_not_denied if {
+	reasons := data.lockstep.central.deny with input.gate as {"ran": true, "head": "0123abcd"} with input.checks as [] with input.lineage as {"data_md5": "abc", "git_commit": "0123abcd", "git_dirty": false} with input.data as {"path": "data/raw/a.csv", "dvc_md5": "abc"} with input.policy as {"data_sources": ["data/raw/*"]}
+	count(reasons) == 0
+}

@@ -159,22 +159,37 @@ class Registry:
     def __init__(self, lock: dict[str, Any], deploy: DeployConfig) -> None:
         self.lock, self.deploy = lock, deploy
 
-    def promote(self) -> None:
-        import mlflow
+    def check(self) -> None:
+        """Refuse a rollout whose canary could never become stable: no `decision=allow` on its exact
+        version (or one decided on another commit's gate results, or rolled back, or denied)."""
+        from lockstep import aliases
+        from lockstep.registry import mlflow_client
 
+        canary = self.lock["variants"]["canary"]["model"]
+        with mlflow_client() as client:
+            tags = dict(client.get_model_version(canary["name"], str(canary["version"])).tags)
+        why = aliases.promotable(tags, f"models:/{canary['name']}/{canary['version']}")
+        if why:
+            raise StageError(f"canary: the canary cannot become {self.deploy.stable_alias}: {'; '.join(why)}")
+
+    def promote(self) -> None:
+        from lockstep import aliases
         from lockstep.registry import mlflow_client
 
         stable, canary = self.lock["variants"]["stable"], self.lock["variants"]["canary"]
+        why = {"deploy_id": self.lock["deploy_id"], "via": "canary"}
         with mlflow_client() as client:
             name = canary["model"]["name"]
             current = client.get_model_version_by_alias(name, self.deploy.stable_alias)
             if int(current.version) != canary["model"]["version"]:  # not already promoted (a resumed run)
-                client.set_registered_model_alias(name, "previous_champion", str(stable["model"]["version"]))
+                aliases.move_model(client, name, "previous_champion", stable["model"]["version"], "canary", **why)
                 for p in stable["prompts"].values():
-                    mlflow.genai.set_prompt_alias(p["name"], alias="previous_champion", version=p["version"])
-            client.set_registered_model_alias(name, self.deploy.stable_alias, str(canary["model"]["version"]))
+                    aliases.move_prompt(p["name"], "previous_champion", p["version"], "canary", **why)
+            version = canary["model"]["version"]
+            decision = dict(client.get_model_version(name, str(version)).tags).get("decision", "none")
+            aliases.move_model(client, name, self.deploy.stable_alias, version, decision, stable=True, **why)
             for p in canary["prompts"].values():
-                mlflow.genai.set_prompt_alias(p["name"], alias=self.deploy.stable_alias, version=p["version"])
+                aliases.move_prompt(p["name"], self.deploy.stable_alias, p["version"], decision, **why)
             client.set_model_version_tag(name, str(canary["model"]["version"]), "promoted", self.lock["deploy_id"])
 
     def rollback(self, reasons: list[str]) -> None:
@@ -249,6 +264,9 @@ class Controller:
         last = windows[-1] if windows else {}
         step, failures = last.get("next_step", 0), last.get("failures", 0)
         baseline = last.get("baseline")
+        check = getattr(self.registry, "check", None)
+        if check is not None:  # before any traffic moves: a canary that could never be promoted is not started
+            check()
         if windows:
             self.say(f"canary: resuming deploy {self.lock['deploy_id']} at step {step} after {len(windows)} windows")
         else:

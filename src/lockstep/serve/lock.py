@@ -52,6 +52,30 @@ def deploy_id(variants: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def versions(variant: dict[str, Any]) -> tuple[int, list[tuple[str, int]]]:
+    """What a variant serves, whatever the alias that named it."""
+    return variant["model"]["version"], sorted((p["name"], p["version"]) for p in variant["prompts"].values())
+
+
+def refuse_unservable(client: Any, variants: dict[str, Any], stable_alias: str) -> None:
+    """No lock names a version that was denied or rolled back, nor a stable one no decision allowed."""
+    from lockstep import aliases
+
+    problems = []
+    for name, variant in variants.items():
+        model = variant["model"]
+        tags = dict(client.get_model_version(model["name"], str(model["version"])).tags)
+        what = f"{name} (@{model['alias']}) models:/{model['name']}/{model['version']}"
+        if name == "stable":
+            problems += aliases.promotable(tags, what)
+        else:
+            problems += [w for w in aliases.promotable(tags, what) if "rolled back" in w or "denied" in w]
+    if problems:
+        raise StageError(
+            f"deploy lock: refused: {'; '.join(problems)}; move @{stable_alias} only with `make promote` or a canary"
+        )
+
+
 def make_lock(params_file: Path) -> dict[str, Any]:
     from lockstep.registry import git_state, mlflow_client
 
@@ -59,7 +83,7 @@ def make_lock(params_file: Path) -> dict[str, Any]:
     deploy = deploy_config(params_file)
     reg = section(params, "register", RegisterConfig, params_file)
     prompts = section(params, "prompts", PromptsConfig, params_file).names if "prompts" in params else []
-    with mlflow_client():
+    with mlflow_client() as client:
         stable = resolve(reg.model_name, prompts, deploy.stable_alias)
         if stable is None:
             raise StageError(
@@ -67,8 +91,9 @@ def make_lock(params_file: Path) -> dict[str, Any]:
             )
         variants = {"stable": stable}
         canary = resolve(reg.model_name, prompts, deploy.canary_alias)
-        if canary is not None and canary != stable:
+        if canary is not None and versions(canary) != versions(stable):  # the same versions: nothing to roll out
             variants["canary"] = canary
+        refuse_unservable(client, variants, deploy.stable_alias)
     commit, dirty = git_state()
     return {
         "deploy_id": deploy_id(variants),
