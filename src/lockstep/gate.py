@@ -200,18 +200,45 @@ def change(old: Value, new: Value) -> str:
     return f"{delta:+.4g}{pct}"
 
 
+def verdict_of(checks: list[Check], context: dict[str, Any]) -> str:
+    """fail (a check broken, or a golden set cut short), pending_review (the measuring changed), or pass."""
+    if any(not c.passed for c in checks) or context.get("evaluation_failures"):
+        return "fail"
+    return "pending_review" if context.get("pending") else "pass"
+
+
 def report(
-    checks: list[Check], values: dict[str, tuple[Value, Value]], base_label: str, context: dict[str, str]
+    checks: list[Check], values: dict[str, tuple[Value, Value]], base_label: str, context: dict[str, Any]
 ) -> str:
     broken = [c for c in checks if not c.passed]
-    verdict = (
-        f"❌ **Gate failed**: {len(broken)} of {len(checks)} checks broken"
-        if broken
-        else f"✅ **Gate passed**: {len(checks)} checks against `{base_label}`"
-    )
-    lines = [MARKER, f"## Lockstep gate: {'failed' if broken else 'passed'}", "", verdict, ""]
+    extra = context.get("evaluation_failures") or []
+    outcome = verdict_of(checks, context)
+    if outcome == "fail":
+        verdict = f"❌ **Gate failed**: {len(broken) + len(extra)} of {len(checks) + len(extra)} checks broken"
+    elif outcome == "pending_review":
+        verdict = (f"⏸️ **Gate pending review**: {len(checks)} checks pass against `{base_label}`, but this change"
+                   " changes how it is measured (below): a person decides, it does not pass by itself")  # fmt: skip
+    else:
+        verdict = f"✅ **Gate passed**: {len(checks)} checks against `{base_label}`"
+    heading = {"fail": "failed", "pending_review": "pending review", "pass": "passed"}[outcome]
+    lines = [MARKER, f"## Lockstep gate: {heading}", "", verdict, ""]
     lines += [f"Base: `{base_label}` (merge base `{context['base'][:10]}`) · head `{context['head'][:10]}`", ""]
+    if context.get("evaluated_by") == "base":
+        lines += ["Measured by the base's evaluation: this change's model and prompts, scored with the merge base's"
+                  " split, golden sets, stages and rules. The change owns what is judged, not how.", ""]  # fmt: skip
     lines += [f"> {context['note']}", ""] if context.get("note") else []
+    if extra:
+        lines += ["### Evaluation refused", "", *[f"- ❌ {f}" for f in extra], ""]
+    if context.get("pending"):
+        lines += ["### Pending review: this change changes how it is measured", ""]
+        lines += [f"- {change}" for change in context["pending"]]
+        lines += ["", "The verdict above is the base's evaluation of this change; a code owner reviews the new"
+                  " procedure, and promotion waits for an approval (`lockstep approve`).", ""]  # fmt: skip
+    if context.get("disagree"):
+        lines += ["### This change's own evaluation disagrees", "",
+                  "| metric | its own figure | the base's evaluation |", "| --- | --- | --- |"]  # fmt: skip
+        lines += [f"| `{name}` | {own:.4g} | {base:.4g} |" for name, own, base in context["disagree"]]
+        lines += [""]
     lines += ["| metric | base | new | change | rule | result |", "| --- | --- | --- | --- | --- | --- |"]
     for c in checks:
         mark = "✅ pass" if c.passed else "❌ " + "; ".join(c.failures)
@@ -270,13 +297,19 @@ def check_dict(c: Check) -> dict[str, Any]:
 
 
 def checks_json(
-    checks: list[Check], values: dict[str, tuple[Value, Value]], params_diff: dict[str, Any], context: dict[str, str]
+    checks: list[Check], values: dict[str, tuple[Value, Value]], params_diff: dict[str, Any], context: dict[str, Any]
 ) -> dict[str, Any]:
     """The gate's results as data: what `lockstep policy eval` and `lockstep promote` decide on."""
     return {
         "base": context["base"],
         "head": context["head"],
-        "passed": all(c.passed for c in checks),
+        "verdict": verdict_of(checks, context),
+        "passed": verdict_of(checks, context) == "pass",
+        "evaluated_by": context.get("evaluated_by", "self"),
+        "pending": context.get("pending", []),
+        "evaluation_failures": context.get("evaluation_failures", []),
+        "inputs": context.get("inputs", {}),
+        "disagree": [{"metric": n, "own": o, "base": b} for n, o, b in context.get("disagree", [])],
         "checks": [check_dict(c) for c in checks],
         "metrics": {name: {"old": old.number, "new": new.number} for name, (old, new) in sorted(values.items())},
         "params_diff": params_diff,
@@ -317,15 +350,56 @@ def plot_targets(params: dict[str, Any]) -> list[str]:
     return targets
 
 
+def base_params(base_rev: str, params_file: Path) -> dict[str, Any] | None:
+    """params.yaml as the base committed it (None when it has none, or it lies outside the repository)."""
+    try:
+        relative = params_file.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return None
+    text = git("show", f"{base_rev}:./{relative.as_posix()}", check=False)
+    try:
+        loaded = yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def measured_by_base(
+    base_rev: str, head: str, params_file: Path, params: dict[str, Any], values: dict[str, tuple[Value, Value]]
+) -> dict[str, Any]:
+    """Replace this change's own figures with the base's evaluation of its model and prompts, in place;
+    the report's context: what was measured how, what of the measuring changed, where the two disagree."""
+    from lockstep import trusted
+
+    theirs = base_params(base_rev, params_file) if base_rev != head else None
+    if not theirs:  # the first commit, or main's first push: there is no other procedure than its own
+        return {"evaluated_by": "self"}
+    evaluation = trusted.measure(base_rev, theirs, params)
+    own = {name: new for name, (_, new) in values.items()}
+    for name, number in evaluation.values.items():
+        old = values[name][0] if name in values else Value(problem="absent")
+        values[name] = (old, Value.of(number, absent="not measured by the base's evaluation"))
+    disagree = [
+        (name, own[name].number, values[name][1].number) for name in sorted(evaluation.values)
+        if name in own and own[name].number is not None and values[name][1].number is not None
+        and "latency" not in name and not math.isclose(own[name].number, values[name][1].number, rel_tol=1e-6,
+                                                         abs_tol=1e-9)
+    ]  # fmt: skip
+    return {"evaluated_by": "base" if evaluation.values else "self", "pending": evaluation.changes,
+            "evaluation_failures": evaluation.failures, "inputs": evaluation.inputs, "disagree": disagree}  # fmt: skip
+
+
 def compare(base: str, params_file: Path, out_dir: Path) -> int:
     params = read_params(params_file)
     own = section(params, "gates", GatesConfig, params_file)
     base_rev = resolve_base(base)
+    head = git("rev-parse", "HEAD")
     gates, rules_note = base_rules(base_rev, params_file, own)
     values = metric_values(base_rev, gates.rules)
+    context: dict[str, Any] = measured_by_base(base_rev, head, params_file, params, values)
     checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
     params_diff = dvc_json("params", "diff", base_rev)
-    context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(params_diff)}
+    context |= {"base": base_rev, "head": head, "params": params_table(params_diff)}
     notes = [rules_note] if rules_note else []
     if not git("ls-files", "dvc.lock", check=False):
         notes.append("No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report.")
@@ -348,9 +422,20 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     write_atomic(out_dir / "metrics.txt", openmetrics(values))
     write_json(out_dir / "checks.json", checks_json(checks, values, params_diff, context))
     broken = [c for c in checks if not c.passed]
+    extra = context.get("evaluation_failures", [])
     for c in broken:
         print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
+    for failure in extra:
+        print(f"gate: FAIL {failure}", file=sys.stderr)
+    for change in context.get("pending", []):
+        print(f"gate: REVIEW this change changes how it is measured: {change}", file=sys.stderr)
     # Counted as the report counts them: what broke, out of how many
-    summary = f"failed: {len(broken)} of {len(checks)} checks broken" if broken else f"passed: {len(checks)} checks"
-    print(f"gate: {summary} against {base}; report {out_dir / 'report.md'}")
-    return 1 if broken else 0
+    outcome = verdict_of(checks, context)
+    summary = {
+        "fail": f"failed: {len(broken) + len(extra)} of {len(checks) + len(extra)} checks broken",
+        "pending_review": f"pending review: {len(checks)} checks pass, but the measuring changed",
+        "pass": f"passed: {len(checks)} checks",
+    }[outcome]
+    by = " (measured by the base's evaluation)" if context.get("evaluated_by") == "base" else ""
+    print(f"gate: {summary} against {base}{by}; report {out_dir / 'report.md'}")
+    return {"fail": 1, "pending_review": 3, "pass": 0}[outcome]

@@ -187,7 +187,12 @@ def build_input(
         approval["at"] = rfc3339(approval["at"])
     return {
         "model": {"name": record.get("model_name"), "version": record.get("version")},
-        "gate": {"ran": gate is not None, "base": (gate or {}).get("base"), "head": (gate or {}).get("head")},
+        "gate": {
+            "ran": gate is not None,
+            **{k: (gate or {}).get(k) for k in ("base", "head", "verdict")},
+            "pending": (gate or {}).get("pending", []),
+            "failures": (gate or {}).get("evaluation_failures", []),
+        },
         "checks": (gate or {}).get("checks", []),
         "metrics": (gate or {}).get("metrics", {}),
         "params_diff": (gate or {}).get("params_diff", {}),

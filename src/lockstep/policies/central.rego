@@ -3,7 +3,9 @@
 # quotes such a string inside sprintf's output.
 # input (built by `lockstep policy eval` and `lockstep promote`):
 #   model      {name, version}
-#   gate       {ran, base, head}: whether reports/gate/checks.json was found, and the commits it compared
+#   gate       {ran, base, head, verdict, pending, failures}: whether reports/gate/checks.json was found,
+#              the commits it compared, its verdict, what of the measuring the change changed, and
+#              what the base's evaluation refused (a golden set cut short)
 #   checks     [{metric, rule, passed, old, new, failures}]: the gate's checks
 #   metrics    {"<file>:<key>": {old, new}}: every metric the gate compared
 #   params_diff {"<file>": {"<key>": {old, new}}}: `dvc params diff` against the base
@@ -37,6 +39,18 @@ review contains msg if {
 for_review(metric) if {
 	some pattern in input.policy.review_on_gate_failure
 	glob.match(pattern, [], metric)
+}
+
+deny contains msg if {
+	some failure in input.gate.failures
+	msg := concat("", ["gate: ", failure])
+}
+
+# --- A change to how models are measured: the new procedure is a person's call. ---
+
+review contains msg if {
+	some change in input.gate.pending
+	msg := concat("", ["the change changes how it is measured (", change, "): a human must decide"])
 }
 
 # --- The gate's results are the version's own: same commit, nothing uncommitted. ---

@@ -85,3 +85,13 @@ test_the_versions_own_clean_commit_is_not_denied if {
 	reasons := data.lockstep.central.deny with input.gate as {"ran": true, "head": "0123abcd"} with input.checks as [] with input.lineage as {"data_md5": "abc", "git_commit": "0123abcd", "git_dirty": false} with input.data as {"path": "data/raw/a.csv", "dvc_md5": "abc"} with input.policy as {"data_sources": ["data/raw/*"]}
 	count(reasons) == 0
 }
+
+test_a_change_to_the_measuring_waits_for_a_person if {
+	reasons := data.lockstep.central.review with input.gate as {"ran": true, "pending": ["`data.seed` 42 → 18"]}
+	reasons == {"the change changes how it is measured (`data.seed` 42 → 18): a human must decide"}
+}
+
+test_a_golden_set_cut_short_is_denied if {
+	reasons := data.lockstep.central.deny with input.gate as {"ran": true, "failures": ["golden set `data/golden/t.jsonl` has 8 cases, the base's 36: fewer cases fail"]} with input.checks as [] with input.lineage as {"data_md5": "abc"} with input.data as {"path": "data/raw/a.csv", "dvc_md5": "abc"} with input.policy as {"data_sources": ["data/raw/*"]}
+	reasons == {"gate: golden set `data/golden/t.jsonl` has 8 cases, the base's 36: fewer cases fail"}
+}
