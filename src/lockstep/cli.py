@@ -27,7 +27,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _check_lock(args: argparse.Namespace) -> int:
-    from lockstep.lock import check_lock
+    from lockstep.dvc_lock import check_lock
 
     return check_lock()
 

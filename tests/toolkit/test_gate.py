@@ -19,7 +19,7 @@ from conftest import Loopback
 from lockstep import cli, gate
 from lockstep.config import StageError
 from lockstep.gate import GatesConfig, Rule, Value
-from lockstep.lock import check_lock, stale_stages
+from lockstep.dvc_lock import check_lock, stale_stages
 from lockstep.publish import post_gitlab
 
 ACCURACY = Rule(metric="reports/metrics.json:accuracy", direction="higher", min=0.9, max_regression=0.02)

@@ -1,4 +1,4 @@
-"""The lock check: dvc.lock must be what the committed code, params, data and prompts produce.
+"""The dvc.lock freshness check: dvc.lock must be what the committed code, params, data and prompts produce.
 
     lockstep check-lock      # make check-lock
 
