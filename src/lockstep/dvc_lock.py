@@ -8,7 +8,6 @@ a stale stage is named with the exact `dvc repro` command that fixes it.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +30,8 @@ def stale_stages(status: dict[str, Any]) -> dict[str, list[str]]:
     return {stage: reasons for stage, reasons in stale.items() if reasons and not stage.endswith(".dvc")}
 
 
-def check_lock() -> int:
-    """0 when dvc.lock is current; else each stale stage, and the command that fixes them."""
+def check() -> dict[str, list[str]] | None:
+    """Each stale stage and why ({} when dvc.lock is current); None when no dvc.lock is committed yet."""
     if not Path("dvc.lock").exists():
-        print("dvc.lock: none committed yet, so nothing can be stale; the pipeline is reproduced from scratch")
-        return 0
-    stale = stale_stages(dvc_json("status"))
-    if not stale:
-        print("dvc.lock matches the committed code, params, data and prompts")
-        return 0
-    for stage, reasons in stale.items():
-        print(f"  {stage}: {', '.join(reasons)}", file=sys.stderr)
-    targets = " ".join(sorted(stale))
-    print(
-        f"error: dvc.lock is stale for {len(stale)} stage(s); run `dvc repro {targets}` and commit dvc.lock",
-        file=sys.stderr,
-    )
-    return 1
+        return None
+    return stale_stages(dvc_json("status"))

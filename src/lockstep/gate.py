@@ -13,59 +13,24 @@ rule unless the rule says `on_unreadable: pass`: a regression never passes silen
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from lockstep.config import StageError, Task, flatten, read_params, section
+from lockstep.config import Params, StageError, flatten
 from lockstep.io import write_atomic, write_json
+from lockstep.settings import GatesConfig, Rule
 from lockstep.vcs import dvc_json, git
 
 OUT_DIR = Path("reports/gate")
 MARKER = "<!-- lockstep-gate -->"  # lets CI find and update its own comment
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str = Field(pattern=r"^[^:]+:.+$")  # "<metrics file>:<key>", globs allowed
-    direction: Literal["higher", "lower"]
-    min: float | None = None
-    max: float | None = None
-    max_regression: float | None = Field(default=None, ge=0)
-    max_regression_pct: float | None = Field(default=None, ge=0)
-    on_unreadable: Literal["fail", "pass"] = "fail"
-    tasks: list[Task] | None = None  # applies only when data.task is one of these; None: every task
-
-    def applies_to(self, task: str | None) -> bool:
-        return self.tasks is None or task is None or task in self.tasks
-
-    def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.metric)
-
-    def describe(self) -> str:
-        parts = [f"{self.direction} is better"]
-        parts += [f"min {self.min:g}"] if self.min is not None else []
-        parts += [f"max {self.max:g}"] if self.max is not None else []
-        worse = "drop" if self.direction == "higher" else "rise"
-        parts += [f"{worse} ≤ {self.max_regression:g}"] if self.max_regression is not None else []
-        parts += [f"{worse} ≤ {self.max_regression_pct:g}%"] if self.max_regression_pct is not None else []
-        return ", ".join(parts)
-
-
-class GatesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rules: list[Rule] = Field(min_length=1)
 
 
 @dataclass
@@ -307,13 +272,14 @@ def base_rules(base_rev: str, params_file: Path, own: GatesConfig) -> tuple[Gate
     )
 
 
-def compare(base: str, params_file: Path, out_dir: Path) -> int:
-    params = read_params(params_file)
-    own = section(params, "gates", GatesConfig, params_file)
+def compare(base: str, params: Params, out_dir: Path) -> list[Check]:
+    """Every check of the rules against the base, with report.md, junit.xml, metrics.txt and
+    checks.json written to out_dir."""
+    own = params.need("gates")
     base_rev = resolve_base(base)
-    gates, rules_note = base_rules(base_rev, params_file, own)
+    gates, rules_note = base_rules(base_rev, params.source, own)
     values = metric_values(base_rev, gates.rules)
-    checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
+    checks = apply_rules(gates.rules, values, params.data.task if params.data else "binary")
     params_diff = dvc_json("params", "diff", base_rev)
     context = {"base": base_rev, "head": git("rev-parse", "HEAD"), "params": params_table(params_diff)}
     notes = [rules_note] if rules_note else []
@@ -321,7 +287,7 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
         notes.append("No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report.")
     context["note"] = " ".join(notes)
     context["rules_changed"] = "true" if rules_note else ""
-    prompts_dir = params.get("paths", {}).get("prompts")
+    prompts_dir = str(params.paths.prompts) if params.paths and params.paths.prompts else None
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
     out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist
@@ -333,9 +299,4 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     write_atomic(out_dir / "junit.xml", junit(checks))
     write_atomic(out_dir / "metrics.txt", openmetrics(values))
     write_json(out_dir / "checks.json", checks_json(checks, values, params_diff, context))
-    broken = [c for c in checks if not c.passed]
-    for c in broken:
-        print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
-    passed = len(checks) - len(broken)
-    print(f"gate: {'failed' if broken else 'passed'}: {passed}/{len(checks)} checks; report {out_dir / 'report.md'}")
-    return 1 if broken else 0
+    return checks

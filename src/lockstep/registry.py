@@ -28,15 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from lockstep.config import (
-    PARAMS_FILE,
     DataConfig,
+    Params,
     PathsConfig,
     PromptsConfig,
     RegisterConfig,
     check_toolkit_version,
     flatten,
-    read_params,
-    section,
 )
 from lockstep.io import data_md5, file_md5, write_json
 from lockstep.tracking import mlflow_client
@@ -189,16 +187,14 @@ def register_prompts(client: Any, prompts: PromptsConfig, paths: PathsConfig, re
     return versions
 
 
-def register(params_file: Path = PARAMS_FILE) -> int:
-    """The register stage: model and prompts into the registry, the record into paths.registration."""
-    params = read_params(params_file)
-    check_toolkit_version(params, params_file)
-    data = section(params, "data", DataConfig, params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
-    reg = section(params, "register", RegisterConfig, params_file)
-    prompts = section(params, "prompts", PromptsConfig, params_file) if "prompts" in params else None
+def register(params: Params) -> dict[str, Any]:
+    """The register stage: model and prompts into the registry, the record into paths.registration;
+    the record."""
+    check_toolkit_version(params)
+    data, paths, reg = params.need("data"), params.need("paths"), params.need("register")
+    prompts = params.prompts
     with mlflow_client() as client:
-        record = register_model(client, params, data, paths, reg)
+        record = register_model(client, params.raw, data, paths, reg)
         if prompts is not None:
             record["prompts"] = register_prompts(client, prompts, paths, record)
             record["prompt_alias"] = prompts.alias
@@ -206,10 +202,7 @@ def register(params_file: Path = PARAMS_FILE) -> int:
         # cut short (a server gone mid-way), and a re-run finds the version by its bytes and completes it.
         client.set_registered_model_alias(reg.model_name, reg.alias, str(record["version"]))
     write_json(paths.registration, record)
-    print(f"register: {record['model_uri']} (@{record['alias']}) run {record['run_id']}")
-    for name, version in record.get("prompts", {}).items():
-        print(f"register: prompts:/{name}/{version} (@{record['prompt_alias']})")
-    return 0
+    return record
 
 
 def decision_tags(result: dict[str, Any]) -> dict[str, str]:
@@ -227,21 +220,17 @@ def decision_tags(result: dict[str, Any]) -> dict[str, str]:
 
 
 def promote(
-    alias: str = "champion",
-    params_file: Path = PARAMS_FILE,
-    gate_dir: Path | None = None,
-    policies: Path | None = None,
-) -> int:
-    """Point alias at every version in the registration record, when the promotion policies allow it.
+    params: Params, alias: str = "champion", gate_dir: Path | None = None, policies: Path | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Point alias at every version in the registration record, when the promotion policies allow it:
+    the policies' decision, and the versions promoted (none unless it is allow).
 
-    The decision (lockstep.policy) is recorded on every version as tags; pending_review (exit 3) and
-    deny (exit 1) leave the alias where it is. After `lockstep approve`, promoting again decides again.
+    The decision (lockstep.policy) is recorded on every version as tags; pending_review and deny
+    leave the alias where it is. After `lockstep approve`, promoting again decides again.
     """
     from lockstep import policy
 
-    params = read_params(params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
-    record = policy.read_record(paths)
+    record = policy.read_record(params.need("paths"))
     with mlflow_client() as client:
         import mlflow
 
@@ -252,16 +241,13 @@ def promote(
             for name, version in record.get("prompts", {}).items():
                 mlflow.genai.set_prompt_version_tag(name, int(version), key, value)
         if result["decision"] != "allow":
-            policy.show(result)
-            print(f"promote: @{alias} not moved: {result['decision']} (tagged on the versions)")
-            return policy.EXIT[result["decision"]]
+            return result, []
         client.set_registered_model_alias(record["model_name"], alias, str(record["version"]))
         promoted = [f"models:/{record['model_name']}/{record['version']}"]
         for name, version in record.get("prompts", {}).items():
             mlflow.genai.set_prompt_alias(name, alias=alias, version=int(version))
             promoted.append(f"prompts:/{name}/{version}")
-    print(f"promote: @{alias} -> {', '.join(promoted)}")
-    return 0
+    return result, promoted
 
 
 def load_model(name: str, alias: str = "champion") -> Any:

@@ -56,8 +56,8 @@ def test_a_missing_command_or_choice_is_a_usage_error() -> None:
 def test_prompts_answer_without_a_name_fails_in_one_line(tmp_path: Path) -> None:
     result = lockstep_cmd("prompts", "answer", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == "lockstep prompts answer: name a prompt, e.g. `lockstep prompts answer NAME`\n"
-    assert lockstep_cmd("prompts", "evaluate", cwd=tmp_path).stderr.startswith("lockstep prompts evaluate: name a")
+    assert result.stderr == "error: lockstep prompts answer: name a prompt, e.g. `lockstep prompts answer NAME`\n"
+    assert lockstep_cmd("prompts", "evaluate", cwd=tmp_path).stderr.startswith("error: lockstep prompts evaluate: name")
 
 
 def test_prompts_check(workdir: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:

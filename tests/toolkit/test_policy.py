@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lockstep import cli, policy, registry
-from lockstep.config import PolicyConfig, StageError
+from lockstep import cli, policy
+from lockstep.config import Params, PolicyConfig, StageError, load_params
 
 PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "policies"
 
@@ -158,7 +158,7 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     import mlflow
 
     pipeline()
-    assert registry.register(params_file) == 0
+    assert cli.main(["register", "--params", str(params_file)]) == 0
     name, client = params["register"]["model_name"], mlflow.MlflowClient(tracking)
     promote = ["promote", "--params", str(params_file)]
 
@@ -215,7 +215,7 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     assert mlflow.genai.load_prompt("prompts:/triage_ticket@production").version == 1
 
     with pytest.raises(StageError, match="--by: name the person"):
-        policy.approve(params_file, " ")
+        policy.approve(load_params(params_file), " ")
 
 
 def test_approval_times_are_read_as_regopy_reads_them() -> None:
@@ -223,7 +223,9 @@ def test_approval_times_are_read_as_regopy_reads_them() -> None:
     assert policy.rfc3339("yesterday") == "yesterday"
     record = {"model_name": "m", "version": 1, "data_md5": "a", "git_commit": "c", "git_dirty": "true"}
     params = {"data": {"path": "data/raw/x.csv", "target": "y", "task": "regression", "test_size": 0.2, "seed": 1}}
-    document = policy.build_input(params, record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"})
+    document = policy.build_input(
+        Params.model_validate(params), record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"}
+    )
     assert document["approval"] == {"by": "Ada", "at": "2026-11-26T00:10:00+00:00"}
     assert document["lineage"]["git_dirty"] is True and document["gate"] == {"ran": False, "base": None}
     assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])
