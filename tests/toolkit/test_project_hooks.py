@@ -67,3 +67,23 @@ def test_the_baked_projects_conf_names_its_hooks_module_and_the_old_key_is_expla
     path.write_text(yaml.safe_dump({"deploy": {"app": "support_insights.app"}}))
     with pytest.raises(StageError, match=r"deploy: app was renamed hooks: write `hooks: <package>.hooks`"):
         load_params(path)
+
+
+def test_the_baked_hooks_module_passes_the_check_and_prepares_rows(tmp_path: Path, monkeypatch) -> None:
+    import importlib.util
+
+    from lockstep.hooks import check
+
+    source = TEMPLATE / "src" / "{{cookiecutter.package_name}}" / "hooks.py"
+    assert "{{" not in source.read_text(encoding="utf-8")  # imported as it is baked
+    spec = importlib.util.spec_from_file_location("baked_hooks", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hooks = check(module, "support_insights.hooks")
+    assert hooks.prepare_rows is module.prepare_rows and hooks.answer is None
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump({"data": {"path": "x.csv", "target": "y", "task": "regression", "test_size": 0.2, "seed": 1}})
+    )
+    prepared = hooks.prepare_rows(pd.DataFrame({"f1": [1.0], "y": [2.0]}))
+    assert list(prepared.columns) == ["f1"]
