@@ -65,11 +65,13 @@ def main() -> None:
 
     import pandas as pd
 
-    from lockstep.serve.app import build, route
+    from lockstep.config import load_params
     from lockstep.serve.client import Client
+    from lockstep.serve.routing import route
+    from lockstep.serve.server import build
 
     rows = [frame()[["f1", "f2"]].iloc[0].to_dict()]
-    _, service = build(root / "params.yaml")
+    _, service = build(load_params(root / "params.yaml"))
     model = service.variants["stable"].model
     one = pd.DataFrame(rows)
     for _ in range(200):  # warm up
@@ -79,7 +81,7 @@ def main() -> None:
     in_process = timed(lambda: service.predict("stable", rows), args.n)
     routing = timed(lambda: route("bench", "user-42", 25.0), args.n)
     # The inference log: the same in-process predict with the log on, and its record() call alone
-    from lockstep.monitor.log import InferenceLog
+    from lockstep.inference_log import InferenceLog
 
     service.log = InferenceLog(root / "monitor" / "bench.db", queue_size=100_000)
     logged = timed(lambda: service.predict("stable", rows), args.n)

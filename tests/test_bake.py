@@ -60,7 +60,7 @@ BASE_FILES = {
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
     "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
-    "src/{pkg}/__init__.py", "src/{pkg}/app.py", "src/{pkg}/stages/__init__.py",
+    "src/{pkg}/__init__.py", "src/{pkg}/app.py", "src/{pkg}/hooks.py", "src/{pkg}/stages/__init__.py",
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
     "policies/project.rego", "policies/project_test.rego",
     "tests/conftest.py", "tests/test_app.py", "tests/test_params.py", "tests/test_policies.py", "tests/test_stages.py",

@@ -1,6 +1,6 @@
 """Every move of an alias goes through here: who may move it, on what decision, and its history.
 
-    lockstep history NAME [--alias champion] [--at 2026-12-01T12:00:00+00:00] [--prompt]
+    lockstep history NAME [--alias champion] [--at 2026-12-01T12:00:00+00:00] [--prompt]   (commands/policy.py)
 
 - `champion` (the stable alias) moves only to a version whose registry tags record the promotion
   policies' `decision=allow` for that very version, decided on gate results of the commit the
@@ -147,37 +147,22 @@ def history(client: Any, name: str, prompt: bool = False) -> list[dict[str, Any]
     return [json.loads(tags[k]) for k in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]
 
 
-def named_at(moves: list[dict[str, Any]], at: str) -> dict[str, int]:
+def named_at(recorded: list[dict[str, Any]], at: str) -> dict[str, int]:
     """Which version each alias named at a time (RFC 3339), from the recorded moves."""
-    when = datetime.fromisoformat(at).astimezone(UTC)
+    try:
+        when = datetime.fromisoformat(at).astimezone(UTC)
+    except ValueError:
+        raise StageError(f"--at {at!r}: not a time; give one like 2026-12-01T12:00:00+00:00") from None
     state: dict[str, int] = {}
-    for move in moves:
+    for move in recorded:
         if datetime.fromisoformat(move["at"]) <= when:
             state[move["alias"]] = move["to"]
     return state
 
 
-def show(name: str, prompt: bool = False, alias: str | None = None, at: str | None = None) -> int:
-    """Print a model's (or prompt's) alias history, or the versions its aliases named at a time."""
+def moves(name: str, prompt: bool = False, alias: str | None = None) -> list[dict[str, Any]]:
+    """A model's (or prompt's) recorded alias moves, oldest first, from the registry."""
     from lockstep.tracking import mlflow_client
 
     with mlflow_client() as client:
-        moves = [m for m in history(client, name, prompt) if alias is None or m["alias"] == alias]
-    kind = "prompts" if prompt else "models"
-    if at is not None:
-        try:
-            state = named_at(moves, at)
-        except ValueError:
-            raise StageError(f"--at {at!r}: not a time; give one like 2026-12-01T12:00:00+00:00") from None
-        for name_, version in sorted(state.items()):
-            print(f"{at}: @{name_} -> {kind}:/{name}/{version}")
-        if not state:
-            print(f"{at}: no alias of {kind}:/{name} was set yet")
-        return 0
-    for m in moves:
-        frm = "none" if m["from"] is None else m["from"]
-        print(f"{m['at']}  @{m['alias']}: {frm} -> {m['to']}  by {m['by']}  decision {m['decision']}"
-              + (f"  commit {str(m['commit'])[:12]}" if m.get("commit") else ""))  # fmt: skip
-    if not moves:
-        print(f"{kind}:/{name}: no alias move recorded")
-    return 0
+        return [m for m in history(client, name, prompt) if alias is None or m["alias"] == alias]

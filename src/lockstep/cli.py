@@ -1,177 +1,49 @@
 """The `lockstep` command: every generic task of a Lockstep project, run from the project's root.
 
-Each subcommand imports what it needs when it runs, so `lockstep --help` starts at once
-(pre-commit hooks call it). Exit status: 0 done, 1 a check failed, a policy denied, or the input
-is bad (one `error:` line says what and how to fix it), 2 the gate could not compare at all,
-3 a promotion is pending a person's review (`lockstep policy eval`, `lockstep promote`), 4 the monitor
-requests retraining (`lockstep monitor`: reports/monitor/retrain.json).
+This module only assembles the subcommands of lockstep.commands (one module per command group,
+each with `add_parser` and `run`); each imports what it needs when it runs, so `lockstep --help`
+starts at once (pre-commit hooks call it). Exit status: lockstep.commands.ExitCode (0 done, 1 a
+check failed, a policy denied or the input is bad, 2 the gate could not compare, 3 pending a
+person's review, 4 retraining requested, 5 canary undecided).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from lockstep import __version__
+from lockstep.commands import (
+    ExitCode,
+    canary,
+    check_lock,
+    deploy,
+    gate,
+    monitor,
+    params,
+    platform,
+    policy,
+    prompts,
+    register,
+    rehearsal,
+    retrain,
+    samples,
+    serve,
+    staging,
+)
 
-PARAMS = Path(os.environ.get("LOCKSTEP_PARAMS") or "params.yaml")
-
-
-def _params(args: argparse.Namespace) -> int:
-    from lockstep import params
-
-    return params.check(args.params) if args.check else params.write(args.overrides, args.params)
-
-
-def _check_lock(args: argparse.Namespace) -> int:
-    from lockstep.lock import check_lock, check_reproduced
-
-    return check_reproduced() if args.reproduced else check_lock()
-
-
-def _gate(args: argparse.Namespace) -> int:
-    from lockstep import integrity
-    from lockstep.gate import compare
-
-    checked = integrity.verify()  # the judge's own environment first: nothing edited since the install
-    print(f"gate: the environment is as installed ({checked} files checked against their install records)")
-    return compare(args.base, args.params, args.out)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from lockstep.publish import post_open_merge_requests
-
-    return post_open_merge_requests()
-
-
-def _register(args: argparse.Namespace) -> int:
-    from lockstep.registry import register
-
-    return register(args.params)
-
-
-def _promote(args: argparse.Namespace) -> int:
-    from lockstep.registry import promote
-
-    return promote(args.alias, args.params, args.gate_dir, args.policies)
-
-
-def _policy(args: argparse.Namespace) -> int:
-    from lockstep import policy
-
-    if args.action == "test":
-        return policy.test_command(args.policies)
-    return policy.eval_command(args.params, args.gate_dir, args.policies)
-
-
-def _approve(args: argparse.Namespace) -> int:
-    from lockstep.policy import approve
-
-    return approve(args.params, args.version, args.reason)
-
-
-def _history(args: argparse.Namespace) -> int:
-    from lockstep.aliases import show
-
-    return show(args.name, prompt=args.prompt, alias=args.alias, at=args.at)
-
-
-def _prompts(args: argparse.Namespace) -> int:
-    if args.action == "check":
-        from lockstep.prompts import check
-
-        problems = check(args.params)
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 1 if problems else 0
-    if not args.name:
-        raise SystemExit(f"lockstep prompts {args.action}: name a prompt, e.g. `lockstep prompts {args.action} NAME`")
-    from lockstep import prompt_eval
-
-    return (prompt_eval.answer if args.action == "answer" else prompt_eval.evaluate)(args.name, args.params)
-
-
-def _samples(args: argparse.Namespace) -> int:
-    from lockstep.samples import restore
-
-    return restore()
-
-
-def _platform(args: argparse.Namespace) -> int:
-    from lockstep import platform
-
-    if args.action == "compose":
-        print(platform.compose_file().read_text(encoding="utf-8"), end="")
-        return 0
-    return platform.up(args.dir, args.bucket) if args.action == "up" else platform.down(args.dir)
+COMMANDS = [
+    params, check_lock, gate, register, policy, samples, prompts, platform,
+    deploy, serve, staging, canary, rehearsal, monitor, retrain,
+]  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="lockstep", description=__doc__.splitlines()[0])
     root.add_argument("--version", action="version", version=f"lockstep-mlops {__version__}")
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, run: Callable[[argparse.Namespace], int], help: str, params: bool = True):
-        sub = commands.add_parser(name, help=help, description=help)
-        if params:
-            sub.add_argument("--params", type=Path, default=PARAMS, help=f"parameters file (default: {PARAMS})")
-        sub.set_defaults(run=run)
-        return sub
-
-    sub = command("params", _params, "compose params.yaml from conf/ with DVC's Hydra composer")
-    sub.add_argument("--check", action="store_true", help="fail when params.yaml is stale instead of writing it")
-    sub.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=random_forest")
-    lock_help = "fail when dvc.lock is not what the committed inputs produce"
-    sub = command("check-lock", _check_lock, lock_help, params=False)
-    sub.add_argument(
-        "--reproduced", action="store_true", help="after prepare and train re-ran: fail on other bytes than dvc.lock's"
-    )
-    sub = command("gate", _gate, "compare metrics with a base revision against the rules in conf/gates")
-    sub.add_argument("--base", default="main", help="branch or revision to compare with (default: main)")
-    sub.add_argument("--out", type=Path, default=Path("reports/gate"), help="directory for report.md, junit.xml")
-    command("report-gitlab", _report, "post each open merge request's gate verdict and report as its note (run"
-            " on the default branch by a schedule)", params=False)  # fmt: skip
-    command("register", _register, "register the evaluated model and prompts in MLflow, with lineage")
-    policies = {"type": Path, "default": Path("policies"), "help": "the project's Rego policies (default: policies)"}
-    gate_dir = {"type": Path, "default": Path("reports/gate"), "help": "the gate's outputs (default: reports/gate)"}
-    sub = command("promote", _promote, "move an alias to the registered versions when the promotion policies allow")
-    sub.add_argument("--alias", default="champion", help="alias to move (default: champion)")
-    sub.add_argument("--policies", **policies)
-    sub.add_argument("--gate-dir", **gate_dir)
-    sub = command("policy", _policy, "decide on promotion with the Rego policies (eval), or run their tests (test)")
-    sub.add_argument("action", choices=["eval", "test"], help="eval: exit 0 allow, 1 deny, 3 pending_review")
-    sub.add_argument("--policies", **policies)
-    sub.add_argument("--gate-dir", **gate_dir)
-    sub = command("approve", _approve, "record an approval of a model version (registry tags); who approves is"
-                  " CI's identity or the MLflow user's, never typed in")  # fmt: skip
-    sub.add_argument("--version", type=int, help="model version (default: the one in the registration record)")
-    sub.add_argument("--reason", help="why, for the record")
-    sub = command("history", _history, "every move of a model's (or prompt's) aliases: when, from, to, who and on"
-                  " what decision; --at: which version each alias named then", params=False)  # fmt: skip
-    sub.add_argument("name", help="a registered model (or prompt, with --prompt)")
-    sub.add_argument("--prompt", action="store_true", help="name is a prompt of the Prompt Registry")
-    sub.add_argument("--alias", default=None, help="only this alias's moves")
-    sub.add_argument("--at", default=None, help="a time (RFC 3339, e.g. 2026-12-01T12:00:00+00:00)")
-    sub = command("samples", _samples, "put back missing bundled sample data (md5-checked)", params=False)
-    sub.add_argument("action", choices=["restore"], help="restore: copy each missing bundled sample into place")
-    sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
-    sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
-    sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")
-    sub = command("platform", _platform, "start or stop MLflow, PostgreSQL and S3 on loopback; print the compose file",
-                  params=False)  # fmt: skip
-    sub.add_argument("action", choices=["up", "down", "compose"], help="what to do")
-    sub.add_argument(
-        "--dir", type=Path, default=Path(".platform"), help="state, logs and env file (default: .platform)"
-    )
-    sub.add_argument(
-        "--bucket", action="append", default=[], help="an S3 bucket to create (a DVC remote's), repeatable"
-    )
-    from lockstep.serve.commands import add_commands
-
-    add_commands(command)  # deploy lock, serve, staging, canary, canary-rehearsal
+    subparsers = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(subparsers)
     return root
 
 
@@ -180,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     from lockstep.config import StageError
 
     try:
-        return args.run(args)
+        return int(args.run(args))
     except StageError as exc:
         print(f"error: {args.command}: {exc}", file=sys.stderr)
-        return 2 if args.command == "gate" else 1
+        return int(getattr(args, "on_error", ExitCode.FAILED))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 """Typed, validated view of params.yaml, and the small helpers every command and stage shares.
 
-params.yaml is composed from conf/ by DVC (`lockstep params`). Each stage validates the sections
-it reads once, at start-up, so a bad value fails with the file, the key and what was expected.
+params.yaml is composed from conf/ by DVC (`lockstep params`). It is read once, at start-up, into
+one `Params`: every section validated, so a bad value fails with the file, the key and what was
+expected. A missing section follows its declaration in `Params`: one with defaults (deploy,
+policy) is its defaults, any other is None, and a command that cannot do without it asks with
+`Params.need(name)`, which fails with the one message that says where to add it.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from lockstep import __version__
+from lockstep.settings import DeployConfig, GatesConfig, MonitorConfig, Task
 
 PARAMS_FILE = Path("params.yaml")
 PARAMS_ENV = "LOCKSTEP_PARAMS"  # another composed parameters file, e.g. for a one-off run or a test
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
-Task = Literal["binary", "multiclass", "regression"]
 SCHEDULER = r"threads|processes|synchronous|(tcp|tls|ws|wss)://\S+"  # Dask's local schedulers, or an address
 
 
@@ -165,15 +168,52 @@ class PolicyConfig(_Section):
     project: dict[str, Any] = Field(default_factory=dict)  # free settings for the project's own rules
 
 
-SECTIONS: dict[str, type[_Section]] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "paths": PathsConfig,
-    "register": RegisterConfig,
-    "llm": LLMConfig,
-    "prompts": PromptsConfig,
-    "policy": PolicyConfig,
-}
+class Params(BaseModel):
+    """params.yaml: every section validated once. A section that is absent is None, or its defaults
+    where it declares them; `need()` asks for one a command cannot do without."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)  # a project's own sections: kept, not read
+
+    toolkit_version: str | None = None
+    data: DataConfig | None = None
+    model: ModelConfig | None = None
+    paths: PathsConfig | None = None
+    # `register` in params.yaml; BaseModel's metaclass (an ABC's) already has a `register`
+    registration: RegisterConfig | None = Field(default=None, alias="register")
+    llm: LLMConfig | None = None
+    prompts: PromptsConfig | None = None
+    policy: PolicyConfig = PolicyConfig()
+    # No stage reads these; they can move to a settings file of their own (lockstep.settings)
+    gates: GatesConfig | None = None
+    deploy: DeployConfig = DeployConfig()
+    monitor: MonitorConfig | None = None  # None: the service keeps no inference log
+    _source: Path = PrivateAttr(default=PARAMS_FILE)
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_as_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("toolkit_version"), int | float):
+            return {**data, "toolkit_version": str(data["toolkit_version"])}  # YAML reads 1.0 as a number
+        return data
+
+    @property
+    def source(self) -> Path:
+        """The file these params were read from."""
+        return self._source
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The sections as the file holds them (lineage records exactly what was composed)."""
+        return self._raw
+
+    def need(self, name: str) -> Any:
+        """A section a command cannot do without; a missing one fails with where to add it."""
+        field = next((n for n, f in type(self).model_fields.items() if f.alias == name), name)
+        value = getattr(self, field, None)
+        if value is None:
+            raise StageError(f"{self._source}: section '{name}' is missing; add it under conf/ and run `make params`")
+        return value
 
 
 def project_root() -> Path:
@@ -225,35 +265,37 @@ def read_params(path: Path | None = None) -> dict[str, Any]:
     return params
 
 
-def section(params: dict[str, Any], name: str, kind: type[BaseModel], source: Path = PARAMS_FILE) -> Any:
-    """Validate one section of params into its typed config, naming the first bad key."""
-    if name not in params:
-        raise StageError(f"{source}: section '{name}' is missing; add it under conf/ and run `make params`")
+def load_params(path: Path | None = None) -> Params:
+    """params.yaml read once and validated whole; a bad value names its file, key and conf/ group."""
+    path = path or params_file()
+    raw = read_params(path)
     try:
-        return kind.model_validate(params[name])
+        params = Params.model_validate(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        key = ".".join([name, *(str(p) for p in err["loc"])])
+        name = str(err["loc"][0]) if err["loc"] else "params"
+        key = ".".join(str(p) for p in err["loc"])
         given = err.get("input")
         shown = repr(redact(given) if isinstance(given, str) else given)  # never echo a URL's password
         got = f" (got {shown})" if "input" in err and err["type"] != "missing" and len(shown) <= 80 else ""
         msg = err["msg"].removeprefix("Value error, ")
-        raise StageError(f"{source}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
+        raise StageError(f"{path}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
+    params._source, params._raw = path, raw
+    return params
 
 
 def load(*names: str, path: Path | None = None) -> tuple[Any, ...]:
-    """Read params.yaml once and return the typed sections a stage asks for, in order."""
-    path = path or params_file()
-    params = read_params(path)
-    return tuple(section(params, name, SECTIONS[name], path) for name in names)
+    """The typed sections a stage asks for, in order, from params.yaml read once."""
+    params = load_params(path)
+    return tuple(params.need(name) for name in names)
 
 
-def check_toolkit_version(params: dict[str, Any], path: Path = PARAMS_FILE) -> None:
+def check_toolkit_version(params: Params) -> None:
     """The toolkit installed must be the one params.yaml pins: DVC re-runs toolkit stages on a bump."""
-    pinned = params.get("toolkit_version")
-    if pinned is not None and str(pinned) != __version__:
+    pinned = params.toolkit_version
+    if pinned is not None and pinned != __version__:
         raise StageError(
-            f"{path}: toolkit_version {pinned} but lockstep-mlops {__version__} is installed;"
+            f"{params.source}: toolkit_version {pinned} but lockstep-mlops {__version__} is installed;"
             " pin the same version in pyproject.toml and conf/config.yaml, then `make setup && make params`"
         )
 

@@ -13,60 +13,25 @@ rule unless the rule says `on_unreadable: pass`: a regression never passes silen
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import math
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from lockstep.assets import PLOTS_PAGE
-from lockstep.config import StageError, Task, flatten, read_params, section
+from lockstep.config import Params, StageError, flatten
 from lockstep.io import write_atomic, write_json
+from lockstep.settings import GatesConfig, Rule
 from lockstep.vcs import dvc, dvc_json, git
 
 OUT_DIR = Path("reports/gate")
 MARKER = "<!-- lockstep-gate -->"  # lets CI find and update its own comment
-
-
-class Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    metric: str = Field(pattern=r"^[^:]+:.+$")  # "<metrics file>:<key>", globs allowed
-    direction: Literal["higher", "lower"]
-    min: float | None = None
-    max: float | None = None
-    max_regression: float | None = Field(default=None, ge=0)
-    max_regression_pct: float | None = Field(default=None, ge=0)
-    on_unreadable: Literal["fail", "pass"] = "fail"
-    tasks: list[Task] | None = None  # applies only when data.task is one of these; None: every task
-
-    def applies_to(self, task: str | None) -> bool:
-        return self.tasks is None or task is None or task in self.tasks
-
-    def matches(self, name: str) -> bool:
-        return fnmatch.fnmatchcase(name, self.metric)
-
-    def describe(self) -> str:
-        parts = [f"{self.direction} is better"]
-        parts += [f"min {self.min:g}"] if self.min is not None else []
-        parts += [f"max {self.max:g}"] if self.max is not None else []
-        worse = "drop" if self.direction == "higher" else "rise"
-        parts += [f"{worse} ≤ {self.max_regression:g}"] if self.max_regression is not None else []
-        parts += [f"{worse} ≤ {self.max_regression_pct:g}%"] if self.max_regression_pct is not None else []
-        return ", ".join(parts)
-
-
-class GatesConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    rules: list[Rule] = Field(min_length=1)
 
 
 @dataclass
@@ -365,16 +330,16 @@ def base_params(base_rev: str, params_file: Path) -> dict[str, Any] | None:
 
 
 def measured_by_base(
-    base_rev: str, head: str, params_file: Path, params: dict[str, Any], values: dict[str, tuple[Value, Value]]
+    base_rev: str, head: str, params: Params, values: dict[str, tuple[Value, Value]]
 ) -> dict[str, Any]:
     """Replace this change's own figures with the base's evaluation of its model and prompts, in place;
     the report's context: what was measured how, what of the measuring changed, where the two disagree."""
     from lockstep import trusted
 
-    theirs = base_params(base_rev, params_file) if base_rev != head else None
+    theirs = base_params(base_rev, params.source) if base_rev != head else None
     if not theirs:  # the first commit, or main's first push: there is no other procedure than its own
         return {"evaluated_by": "self"}
-    evaluation = trusted.measure(base_rev, theirs, params)
+    evaluation = trusted.measure(base_rev, theirs, params.raw)
     own = {name: new for name, (_, new) in values.items()}
     for name, number in evaluation.values.items():
         old = values[name][0] if name in values else Value(problem="absent")
@@ -389,15 +354,29 @@ def measured_by_base(
             "evaluation_failures": evaluation.failures, "inputs": evaluation.inputs, "disagree": disagree}  # fmt: skip
 
 
-def compare(base: str, params_file: Path, out_dir: Path) -> int:
-    params = read_params(params_file)
-    own = section(params, "gates", GatesConfig, params_file)
+@dataclass
+class Judgement:
+    """What the gate decided: its checks, and the context of the report (the base's evaluation, the
+    changes to the measuring, what was refused)."""
+
+    checks: list[Check]
+    context: dict[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        return verdict_of(self.checks, self.context)
+
+
+def compare(base: str, params: Params, out_dir: Path) -> Judgement:
+    """Every check of the rules against the base, the change measured by the base's evaluation, with
+    report.md, junit.xml, metrics.txt and checks.json written to out_dir."""
+    own = params.need("gates")
     base_rev = resolve_base(base)
     head = git("rev-parse", "HEAD")
-    gates, rules_note = base_rules(base_rev, params_file, own)
+    gates, rules_note = base_rules(base_rev, params.source, own)
     values = metric_values(base_rev, gates.rules)
-    context: dict[str, Any] = measured_by_base(base_rev, head, params_file, params, values)
-    checks = apply_rules(gates.rules, values, params.get("data", {}).get("task", "binary"))
+    context: dict[str, Any] = measured_by_base(base_rev, head, params, values)
+    checks = apply_rules(gates.rules, values, params.data.task if params.data else "binary")
     params_diff = dvc_json("params", "diff", base_rev)
     context |= {"base": base_rev, "head": head, "params": params_table(params_diff)}
     notes = [rules_note] if rules_note else []
@@ -405,11 +384,11 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
         notes.append("No `dvc.lock` is committed yet: every stage was reproduced from scratch for this report.")
     context["note"] = " ".join(notes)
     context["rules_changed"] = "true" if rules_note else ""
-    prompts_dir = params.get("paths", {}).get("prompts")
+    prompts_dir = str(params.paths.prompts) if params.paths and params.paths.prompts else None
     if prompts_dir:
         context["prompts"] = git("diff", base_rev, "--", prompts_dir, check=False)
     out_dir.mkdir(parents=True, exist_ok=True)  # dvc plots diff needs the parent to exist
-    targets = plot_targets(params)
+    targets = plot_targets(params.raw)
     plots = subprocess.run(
         [dvc(), "plots", "diff", base_rev, *(["--targets", *targets] if targets else []),
          "-o", str(out_dir / "plots"), "--html-template", str(PLOTS_PAGE)], capture_output=True,
@@ -421,21 +400,4 @@ def compare(base: str, params_file: Path, out_dir: Path) -> int:
     write_atomic(out_dir / "junit.xml", junit(checks))
     write_atomic(out_dir / "metrics.txt", openmetrics(values))
     write_json(out_dir / "checks.json", checks_json(checks, values, params_diff, context))
-    broken = [c for c in checks if not c.passed]
-    extra = context.get("evaluation_failures", [])
-    for c in broken:
-        print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
-    for failure in extra:
-        print(f"gate: FAIL {failure}", file=sys.stderr)
-    for change in context.get("pending", []):
-        print(f"gate: REVIEW this change changes how it is measured: {change}", file=sys.stderr)
-    # Counted as the report counts them: what broke, out of how many
-    outcome = verdict_of(checks, context)
-    summary = {
-        "fail": f"failed: {len(broken) + len(extra)} of {len(checks) + len(extra)} checks broken",
-        "pending_review": f"pending review: {len(checks)} checks pass, but the measuring changed",
-        "pass": f"passed: {len(checks)} checks",
-    }[outcome]
-    by = " (measured by the base's evaluation)" if context.get("evaluated_by") == "base" else ""
-    print(f"gate: {summary} against {base}{by}; report {out_dir / 'report.md'}")
-    return {"fail": 1, "pending_review": 3, "pass": 0}[outcome]
+    return Judgement(checks, context)

@@ -1,14 +1,13 @@
 """Compose params.yaml from conf/ with DVC's own Hydra composer, or check that it is fresh.
 
 `lockstep params` writes params.yaml (what `dvc exp run` does before every experiment);
-`lockstep params --check` exits 1 when the committed params.yaml differs from what conf/
+`lockstep params --check` fails when the committed params.yaml differs from what conf/
 composes to, because `dvc repro` never composes and would silently use stale values.
 """
 
 from __future__ import annotations
 
 import difflib
-import sys
 import tempfile
 from pathlib import Path
 
@@ -33,21 +32,16 @@ def compose(conf_dir: Path = CONF_DIR, overrides: list[str] | None = None) -> st
         return out.read_text(encoding="utf-8")
 
 
-def write(overrides: list[str], params_file: Path = PARAMS_FILE) -> int:
+def write(overrides: list[str], params_file: Path = PARAMS_FILE) -> None:
+    """params.yaml composed from conf/ with these overrides."""
     params_file.write_text(compose(CONF_DIR, overrides), encoding="utf-8")
-    print(f"{params_file} composed from {CONF_DIR}/")
-    return 0
 
 
-def check(params_file: Path = PARAMS_FILE) -> int:
-    """0 when params.yaml is what conf/ composes to; else the diff and one error line."""
+def stale(params_file: Path = PARAMS_FILE) -> str | None:
+    """None when params.yaml is what conf/ composes to; else the unified diff from it to what it should be."""
     expected = compose(CONF_DIR)
     current = params_file.read_text(encoding="utf-8") if params_file.exists() else ""
     if current == expected:
-        return 0
+        return None
     diff = difflib.unified_diff(current.splitlines(), expected.splitlines(), str(params_file), "composed", lineterm="")
-    print("\n".join(diff), file=sys.stderr)
-    print(
-        f"error: {params_file} is stale with respect to {CONF_DIR}/; run `make params` and commit it", file=sys.stderr
-    )
-    return 1
+    return "\n".join(diff)

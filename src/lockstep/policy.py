@@ -12,7 +12,6 @@ any other package is refused. The same files run unchanged under `opa eval` / `o
 
 Input: the gate's checks (reports/gate/checks.json), the version's lineage and approval tags in
 the registry, the DVC-tracked md5 of the data, and conf/policy (params.yaml `policy`).
-Exit status of eval: 0 allow, 1 deny, 3 pending_review.
 """
 
 from __future__ import annotations
@@ -29,13 +28,13 @@ from typing import Any
 
 import yaml
 
-from lockstep.config import DataConfig, PathsConfig, PolicyConfig, StageError, one_line, section
+from lockstep.config import Params, PathsConfig, StageError, one_line
 from lockstep.io import write_atomic, write_json
 
 PROJECT_DIR = Path("policies")
 GATE_DIR = Path("reports/gate")
 DECISION_QUERY = "data.lockstep.decision"
-EXIT = {"allow": 0, "deny": 1, "pending_review": 3}
+DECISIONS = ("allow", "deny", "pending_review")
 PROJECT_PACKAGE = re.compile(r"^lockstep\.project(_test)?(\.[\w.]+)?$")
 PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
@@ -126,7 +125,7 @@ def evaluate(policy_input: dict[str, Any], folder: Path = PROJECT_DIR) -> dict[s
     rego = interpreter(central_modules() | project_modules(folder))
     rego.set_input(clean(policy_input))
     decision = query(rego, DECISION_QUERY)
-    if not isinstance(decision, dict) or decision.get("decision") not in EXIT:
+    if not isinstance(decision, dict) or decision.get("decision") not in DECISIONS:
         raise StageError(f"{DECISION_QUERY} is undefined for this input: a rule in {folder}/ failed to evaluate")
     return decision
 
@@ -174,11 +173,10 @@ def gate_results(gate_dir: Path) -> dict[str, Any] | None:
 
 
 def build_input(
-    params: dict[str, Any], record: dict[str, Any], tags: dict[str, str], gate_dir: Path = GATE_DIR
+    params: Params, record: dict[str, Any], tags: dict[str, str], gate_dir: Path = GATE_DIR
 ) -> dict[str, Any]:
     """The document the policies decide on (see lockstep/policies/central.rego)."""
-    data = DataConfig.model_validate(params["data"])
-    policy = PolicyConfig.model_validate(params.get("policy") or {})
+    data, policy = params.need("data"), params.policy
     gate = gate_results(gate_dir)
     lineage: dict[str, Any] = {key: tags.get(key, record.get(key)) for key in LINEAGE}
     lineage["git_dirty"] = str(lineage["git_dirty"]).lower() == "true"
@@ -212,7 +210,7 @@ def read_record(paths: PathsConfig) -> dict[str, Any]:
 
 def decide(
     client: Any,
-    params: dict[str, Any],
+    params: Params,
     record: dict[str, Any],
     gate_dir: Path = GATE_DIR,
     folder: Path = PROJECT_DIR,
@@ -277,46 +275,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def show(result: dict[str, Any]) -> None:
-    print(f"policy: {result['decision']} ({result['model_uri']}, {result['latency_ms']} ms)")
-    for reason in result["deny"]:
-        print(f"  deny: {reason}")
-    for reason in result["review"]:
-        print(f"  review: {reason}")
-    if result["decision"] == "pending_review":
-        print(f"  a person decides: lockstep approve --version {result['version']} --reason ... (CI or an MLflow user)")
-
-
-def eval_command(params_file: Path, gate_dir: Path = GATE_DIR, folder: Path = PROJECT_DIR) -> int:
-    from lockstep.config import read_params
+def decide_registered(params: Params, gate_dir: Path = GATE_DIR, folder: Path = PROJECT_DIR) -> dict[str, Any]:
+    """The decision on the version in the registration record (lockstep policy eval), recorded on it as tags."""
     from lockstep.tracking import mlflow_client
 
-    params = read_params(params_file)
-    record = read_record(section(params, "paths", PathsConfig, params_file))
+    record = read_record(params.need("paths"))
     with mlflow_client() as client:
         result = decide(client, params, record, gate_dir, folder)
         record_decision(client, record, result)  # what a canary reads before it may promote this version
-    show(result)
-    return EXIT[result["decision"]]
+    return result
 
 
-def approve(params_file: Path, version: int | None = None, reason: str | None = None) -> int:
+def approve(params: Params, version: int | None = None, reason: str | None = None) -> tuple[str, str, str]:
     """Record an approval of a model version as registry tags: who (CI's or the registry's identity,
-    never typed in), when and why."""
+    never typed in), when and why; the version's URI, who and the time recorded."""
     from lockstep import aliases
-    from lockstep.config import RegisterConfig, read_params
     from lockstep.tracking import mlflow_client
 
     by = aliases.identity()
     if by is None:
         raise StageError(
-            "approve: no identity to record on a shared registry: approve from CI (GITHUB_ACTOR, GITLAB_USER_LOGIN)"
+            "no identity to record on a shared registry: approve from CI (GITHUB_ACTOR, GITLAB_USER_LOGIN)"
             " or as an authenticated MLflow user (MLFLOW_TRACKING_USERNAME)"
         )
-    params = read_params(params_file)
-    name = section(params, "register", RegisterConfig, params_file).model_name
+    name = params.need("register").model_name
     if version is None:
-        version = int(read_record(section(params, "paths", PathsConfig, params_file))["version"])
+        version = int(read_record(params.need("paths"))["version"])
     at = datetime.now(UTC).isoformat(timespec="seconds")
     with mlflow_client() as client:
         client.get_model_version(name, str(version))  # fails in one line when there is no such version
@@ -324,8 +308,7 @@ def approve(params_file: Path, version: int | None = None, reason: str | None = 
         client.set_model_version_tag(name, str(version), "approval.at", at)
         if reason:
             client.set_model_version_tag(name, str(version), "approval.reason", reason[:TAG_LIMIT])
-    print(f"approve: models:/{name}/{version} approved by {by} at {at}")
-    return 0
+    return f"models:/{name}/{version}", by, at
 
 
 # --- Tests: test_* rules of *_test.rego, each in a worker that a crash of the engine cannot take down --
@@ -394,16 +377,6 @@ def run_tests(folder: Path = PROJECT_DIR) -> list[dict[str, Any]]:
         result = outcome.get(index, {"passed": False, "error": "not run"})
         results.append({"file": name, "test": rule.rpartition(".")[2], **result})
     return results
-
-
-def test_command(folder: Path = PROJECT_DIR) -> int:
-    results = run_tests(folder)
-    for r in results:
-        mark = "PASS" if r["passed"] else "FAIL"
-        print(f"{mark} {r['file']}: {r['test']}" + (f" ({r['error']})" if r.get("error") else ""))
-    failed = sum(not r["passed"] for r in results)
-    print(f"policy test: {len(results) - failed}/{len(results)} passed")
-    return 1 if failed or not results else 0
 
 
 if __name__ == "__main__":

@@ -18,16 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockstep.config import (
-    PARAMS_FILE,
-    LLMConfig,
-    PathsConfig,
-    PromptsConfig,
-    StageError,
-    check_toolkit_version,
-    read_params,
-    section,
-)
+from lockstep.config import LLMConfig, Params, StageError, check_toolkit_version
 from lockstep.io import write_atomic, write_csv, write_json
 
 if TYPE_CHECKING:
@@ -147,36 +138,30 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def answer(name: str, params_file: Path = PARAMS_FILE) -> int:
-    """Stage prompt_outputs: every golden case of one prompt answered, one JSON line each."""
+def answer(name: str, params: Params) -> tuple[int, Path]:
+    """Stage prompt_outputs: every golden case of one prompt answered, one JSON line each; how many,
+    and the file."""
     from lockstep.llm import backend
     from lockstep.prompts import load_golden, load_prompt_file
 
-    params = read_params(params_file)
-    check_toolkit_version(params, params_file)
-    llm = section(params, "llm", LLMConfig, params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
+    check_toolkit_version(params)
+    llm, paths = params.need("llm"), params.need("paths")
     prompt = load_prompt_file(paths.prompt_file(name))
     cases = load_golden(paths.golden_file(name), prompt)
     records = answer_all(prompt, cases, backend(llm))
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(paths.prompt_output(name), lines)
-    print(f"prompt_outputs: {name}: {len(records)} answers -> {paths.prompt_output(name)}")
-    return 0
+    return len(records), paths.prompt_output(name)
 
 
-def evaluate(name: str, params_file: Path = PARAMS_FILE) -> int:
-    """Stage prompt_evaluate: one prompt's answers scored into metrics.json and cases.csv."""
-    params = read_params(params_file)
-    check_toolkit_version(params, params_file)
-    llm = section(params, "llm", LLMConfig, params_file)
-    prompts = section(params, "prompts", PromptsConfig, params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
+def evaluate(name: str, params: Params) -> dict[str, Any]:
+    """Stage prompt_evaluate: one prompt's answers scored into metrics.json and cases.csv; the metrics."""
+    check_toolkit_version(params)
+    llm, prompts, paths = params.need("llm"), params.need("prompts"), params.need("paths")
     report = paths.prompt_report(name)
     records = read_records(paths.prompt_output(name))
     scores = score_cases(records, prompts.banned_phrases)
     metrics = aggregate(records, scores, llm)
     write_json(report / "metrics.json", metrics)
     write_csv(report / "cases.csv", scores)
-    print(f"prompt_evaluate: {name}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    return 0
+    return metrics

@@ -20,15 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from lockstep.config import (
-    PARAMS_FILE,
-    PathsConfig,
-    PromptsConfig,
-    StageError,
-    read_params,
-    section,
-    tracking_uri,
-)
+from lockstep.config import Params, StageError, tracking_uri
 from lockstep.tracking import fail_fast
 
 VARIABLE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")  # MLflow's prompt variable syntax
@@ -149,11 +141,9 @@ def load_golden(path: Path, prompt: Prompt) -> list[dict[str, Any]]:
     return cases
 
 
-def check(params_file: Path = PARAMS_FILE) -> list[str]:
+def check(params: Params) -> list[str]:
     """Validate every prompt and golden set named in params.yaml; returns the problems found."""
-    params = read_params(params_file)
-    names = section(params, "prompts", PromptsConfig, params_file).names
-    paths = section(params, "paths", PathsConfig, params_file)
+    names, paths = params.need("prompts").names, params.need("paths")
     problems = []
     for name in names:
         try:

@@ -77,8 +77,9 @@ def pages(url: str, token: str) -> list[Any]:
         page += 1
 
 
-def post_open_merge_requests(token_env: str = TOKEN_ENV) -> int:
-    """Post or update the note of every open merge request into the default branch; 1 if any failed."""
+def post_open_merge_requests(token_env: str = TOKEN_ENV) -> list[tuple[int, str]]:
+    """Post or update the note of every open merge request into the default branch; what was done
+    for each, as (iid, one line); a line starting "not posted" is a failure."""
     token = os.environ.get(token_env)
     needed = ("CI_API_V4_URL", "CI_PROJECT_ID", "CI_DEFAULT_BRANCH")
     missing = [k for k in (token_env, *needed) if not os.environ.get(k)]
@@ -89,22 +90,19 @@ def post_open_merge_requests(token_env: str = TOKEN_ENV) -> int:
         )
     project = f"{os.environ['CI_API_V4_URL'].rstrip('/')}/projects/{os.environ['CI_PROJECT_ID']}"
     branch = urllib.parse.quote(os.environ["CI_DEFAULT_BRANCH"], safe="")
-    failed = 0
     try:
         me = gitlab_api(f"{os.environ['CI_API_V4_URL'].rstrip('/')}/user", "GET", token)["id"]
         requests = pages(f"{project}/merge_requests?state=opened&target_branch={branch}", token)
     except OSError as exc:  # urllib's HTTP and connection errors
         raise StageError(f"cannot list the merge requests at {project}: {exc}") from None
+    results = []
     for mr in requests:
-        iid = mr["iid"]
         try:
-            said = post_one(project, iid, me, token)
+            said = post_one(project, mr["iid"], me, token)
         except (OSError, KeyError, TypeError) as exc:
-            failed += 1
             said = f"not posted: {type(exc).__name__}: {exc}"
-        print(f"report-gitlab: !{iid}: {said}")
-    print(f"report-gitlab: {len(requests)} open merge request(s), {failed} failed")
-    return 1 if failed else 0
+        results.append((mr["iid"], said))
+    return results
 
 
 def post_one(project: str, iid: int, me: int, token: str) -> str:

@@ -29,16 +29,14 @@ from typing import Any
 
 from lockstep import aliases
 from lockstep.config import (
-    PARAMS_FILE,
     DataConfig,
+    Params,
     PathsConfig,
     PromptsConfig,
     RegisterConfig,
     StageError,
     check_toolkit_version,
     flatten,
-    read_params,
-    section,
 )
 from lockstep.io import data_md5, file_md5, write_json
 from lockstep.tracking import mlflow_client
@@ -221,16 +219,14 @@ def register_prompts(client: Any, prompts: PromptsConfig, paths: PathsConfig, re
     return versions
 
 
-def register(params_file: Path = PARAMS_FILE) -> int:
-    """The register stage: model and prompts into the registry, the record into paths.registration."""
-    params = read_params(params_file)
-    check_toolkit_version(params, params_file)
-    data = section(params, "data", DataConfig, params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
-    reg = section(params, "register", RegisterConfig, params_file)
-    prompts = section(params, "prompts", PromptsConfig, params_file) if "prompts" in params else None
+def register(params: Params) -> dict[str, Any]:
+    """The register stage: model and prompts into the registry, the record into paths.registration;
+    the record."""
+    check_toolkit_version(params)
+    data, paths, reg = params.need("data"), params.need("paths"), params.need("register")
+    prompts = params.prompts
     with mlflow_client() as client:
-        record = register_model(client, params, data, paths, reg)
+        record = register_model(client, params.raw, data, paths, reg)
         if prompts is not None:
             record["prompts"] = register_prompts(client, prompts, paths, record)
             record["prompt_alias"] = prompts.alias
@@ -244,31 +240,24 @@ def register(params_file: Path = PARAMS_FILE) -> int:
             aliases.move_model(client, reg.model_name, reg.alias, record["version"], "registered",
                                commit=record["git_commit"])  # fmt: skip
     write_json(paths.registration, record)
-    moved = "" if refusal is None else ", not moved"
-    print(f"register: {record['model_uri']} (@{record['alias']}{moved}) run {record['run_id']}")
-    for name, version in record.get("prompts", {}).items():
-        print(f"register: prompts:/{name}/{version} (@{record['prompt_alias']}{moved})")
+    record["alias_moved"] = refusal is None
     if refusal:
-        print(f"register: {refusal}")
-    return 0
+        record["alias_refusal"] = refusal
+    return record
 
 
 def promote(
-    alias: str = "champion",
-    params_file: Path = PARAMS_FILE,
-    gate_dir: Path | None = None,
-    policies: Path | None = None,
-) -> int:
-    """Point alias at every version in the registration record, when the promotion policies allow it.
+    params: Params, alias: str = "champion", gate_dir: Path | None = None, policies: Path | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Point alias at every version in the registration record, when the promotion policies allow it:
+    the policies' decision, and the versions promoted (none unless it is allow).
 
-    The decision (lockstep.policy) is recorded on every version as tags; pending_review (exit 3) and
-    deny (exit 1) leave the alias where it is. After `lockstep approve`, promoting again decides again.
+    The decision (lockstep.policy) is recorded on every version as tags; pending_review and deny
+    leave the alias where it is. After `lockstep approve`, promoting again decides again.
     """
     from lockstep import policy
 
-    params = read_params(params_file)
-    paths = section(params, "paths", PathsConfig, params_file)
-    record = policy.read_record(paths)
+    record = policy.read_record(params.need("paths"))
     with mlflow_client() as client:
         refusal = aliases.may_move(alias)
         if refusal:  # before deciding: a person's run on the shared registry changes nothing there
@@ -276,17 +265,14 @@ def promote(
         result = policy.decide(client, params, record, gate_dir or policy.GATE_DIR, policies or policy.PROJECT_DIR)
         tags = policy.record_decision(client, record, result)
         if result["decision"] != "allow":
-            policy.show(result)
-            print(f"promote: @{alias} not moved: {result['decision']} (tagged on the versions)")
-            return policy.EXIT[result["decision"]]
+            return result, []
         why = {"commit": record["git_commit"], "gate_head": tags["decision.gate_head"]}
         aliases.move_model(client, record["model_name"], alias, int(record["version"]), "allow", **why)
         promoted = [f"models:/{record['model_name']}/{record['version']}"]
         for name, version in record.get("prompts", {}).items():
             aliases.move_prompt(name, alias, int(version), "allow", **why)
             promoted.append(f"prompts:/{name}/{version}")
-    print(f"promote: @{alias} -> {', '.join(promoted)}")
-    return 0
+    return result, promoted
 
 
 def load_model(name: str, alias: str = "champion") -> Any:

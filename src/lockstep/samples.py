@@ -13,7 +13,6 @@ is named with the fix: a remote CI can read.
 from __future__ import annotations
 
 import shutil
-import sys
 from importlib import resources
 from pathlib import Path
 
@@ -44,22 +43,18 @@ def tracked(root: Path) -> list[tuple[Path, str | None]]:
     return outs
 
 
-def restore(root: Path = Path(".")) -> int:
+def restore(root: Path = Path(".")) -> tuple[list[tuple[Path, str]], list[Path]]:
+    """Each missing DVC-tracked file that is a bundled sample copied into place: (restored with its
+    md5, missing and not a bundled sample)."""
     samples = bundled()
-    missing = []
+    restored, missing = [], []
     for target, md5 in tracked(root):
         if target.exists():
             continue
         if md5 in samples:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(samples[md5], target)
-            print(f"samples: restored {target} (the bundled sample, md5 {md5})")
+            restored.append((target, md5))
         else:
             missing.append(target)
-    for target in missing:
-        print(
-            f"error: {target}: not in the workspace, and not a bundled sample; `dvc pull` it from a remote"
-            " this machine can read (CI: an s3, gcs or azure remote with read credentials)",
-            file=sys.stderr,
-        )
-    return 1 if missing else 0
+    return restored, missing

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from lockstep.config import StageError
-from lockstep.serve.app import Running, Service, create_app
+from lockstep.config import StageError, load_params
 from lockstep.serve.canary import Controller, quantile, read_record
 from lockstep.serve.client import Client
-from lockstep.serve.config import DeployConfig, Thresholds
-from lockstep.serve.lock import make_lock
+from lockstep.serve.http import create_app
+from lockstep.serve.resolve import make_lock
+from lockstep.serve.server import Running
+from lockstep.serve.service import Service
+from lockstep.settings import DeployConfig, Thresholds
 
 from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
 
@@ -46,7 +48,7 @@ def config(**changes) -> DeployConfig:
 
 @contextmanager
 def live(d: Deployed, inject: str | None = None) -> Iterator[tuple[Service, Client, dict]]:
-    lock = make_lock(d.params_file)
+    lock = make_lock(load_params(d.params_file))
     service = Service(lock, inject=inject, check_pii=False)
     with Running(create_app(service, TOKEN)) as running:
         client = Client(running.url)
@@ -126,7 +128,7 @@ def run(
                 wait=kw.get("wait") or batches(client, d.rows, per_window, statuses), say=lambda _: None,
             ).run()  # fmt: skip
         weight = service.weight
-    entries = read_record(record, lock["deploy_id"])
+    entries = read_record(record, lock.deploy_id)
     return outcome, [*entries, {"weight_after": weight, "statuses": statuses, "background": background, "lock": lock}]
 
 
@@ -225,7 +227,7 @@ def test_a_restarted_controller_resumes_from_the_record(private: Deployed) -> No
         said: list[str] = []
         outcome = Controller(config(), lock, client, TOKEN, record, wait=traffic, say=said.append).run()
     assert outcome == "promote"
-    assert said[0] == f"canary: resuming deploy {lock['deploy_id']} at step 2 after 2 windows"
+    assert said[0] == f"canary: resuming deploy {lock.deploy_id} at step 2 after 2 windows"
     entries = [json.loads(line) for line in record.read_text().splitlines()]
     assert [e["event"] for e in entries] == ["start", "window", "window", "window", "promote"]
     assert [e.get("weight") for e in entries if e["event"] == "window"] == [20, 50, 100]

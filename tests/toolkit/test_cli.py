@@ -13,7 +13,8 @@ from lockstep import cli
 
 BIN = Path(sys.executable).parent
 COMMANDS = ["params", "check-lock", "gate", "report-gitlab", "register", "promote", "policy", "approve", "samples"]
-COMMANDS += ["platform", "prompts"]
+COMMANDS += ["platform", "prompts", "deploy", "serve", "staging", "canary", "canary-rehearsal", "monitor"]
+COMMANDS += ["monitor-rehearsal", "retrain"]
 
 
 def lockstep_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -28,6 +29,17 @@ def test_help_lists_every_command() -> None:
         assert f"\n    {command} " in result.stdout or f"\n    {command}\n" in result.stdout
     sub = lockstep_cmd("prompts", "--help")
     assert sub.returncode == 0 and "{check,answer,evaluate}" in sub.stdout and "--params PARAMS" in sub.stdout
+
+
+def test_every_outcome_has_its_own_exit_status() -> None:
+    from lockstep.commands import ExitCode
+    from lockstep.commands.canary import OUTCOME_EXIT
+    from lockstep.commands.policy import DECISION_EXIT
+
+    assert len({int(code) for code in ExitCode}) == len(ExitCode)  # no two outcomes share a status
+    assert DECISION_EXIT["pending_review"] == 3 and OUTCOME_EXIT["undecided"] == 5 and ExitCode.RETRAIN == 4
+    assert DECISION_EXIT["pending_review"] != OUTCOME_EXIT["undecided"]
+    assert (ExitCode.OK, ExitCode.FAILED, ExitCode.NO_COMPARISON) == (0, 1, 2)
 
 
 def test_version_with_python_m() -> None:
@@ -56,8 +68,8 @@ def test_a_missing_command_or_choice_is_a_usage_error() -> None:
 def test_prompts_answer_without_a_name_fails_in_one_line(tmp_path: Path) -> None:
     result = lockstep_cmd("prompts", "answer", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == "lockstep prompts answer: name a prompt, e.g. `lockstep prompts answer NAME`\n"
-    assert lockstep_cmd("prompts", "evaluate", cwd=tmp_path).stderr.startswith("lockstep prompts evaluate: name a")
+    assert result.stderr == "error: lockstep prompts answer: name a prompt, e.g. `lockstep prompts answer NAME`\n"
+    assert lockstep_cmd("prompts", "evaluate", cwd=tmp_path).stderr.startswith("error: lockstep prompts evaluate: name")
 
 
 def test_prompts_check(workdir: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:

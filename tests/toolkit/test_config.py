@@ -14,11 +14,13 @@ from lockstep.config import (
     DataConfig,
     LLMConfig,
     ModelConfig,
+    Params,
     PromptsConfig,
     StageError,
     check_toolkit_version,
     flatten,
     load,
+    load_params,
     one_line,
     redact,
     run,
@@ -147,10 +149,12 @@ def test_tracking_uri_defaults_to_the_local_database(monkeypatch: pytest.MonkeyP
 
 
 def test_check_toolkit_version(tmp_path: Path) -> None:
-    check_toolkit_version({"toolkit_version": lockstep.__version__})  # the installed version: fine
-    check_toolkit_version({})  # not pinned: nothing to compare
+    check_toolkit_version(Params(toolkit_version=lockstep.__version__))  # the installed version: fine
+    check_toolkit_version(Params())  # not pinned: nothing to compare
+    path = tmp_path / "params.yaml"
+    path.write_text("toolkit_version: 0.0.1\n")
     with pytest.raises(StageError) as err:
-        check_toolkit_version({"toolkit_version": "0.0.1"}, tmp_path / "params.yaml")
+        check_toolkit_version(load_params(path))
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'params.yaml'}: toolkit_version 0.0.1 but lockstep-mlops ")
     assert f"lockstep-mlops {lockstep.__version__} is installed" in message

@@ -14,8 +14,8 @@ from pydantic import ValidationError
 
 from lockstep import cli, gate
 from lockstep.config import StageError
+from lockstep.dvc_lock import stale_stages
 from lockstep.gate import GatesConfig, Rule, Value
-from lockstep.lock import check_lock, stale_stages
 
 ACCURACY = Rule(metric="reports/metrics.json:accuracy", direction="higher", min=0.9, max_regression=0.02)
 LATENCY = Rule(metric="reports/*.json:latency_ms", direction="lower", max=10, max_regression_pct=50)
@@ -165,7 +165,7 @@ def test_stale_lock_ignores_missing_outputs_and_data() -> None:
 def test_check_lock_without_a_lock_file(tmp_path: Path, monkeypatch, capsys) -> None:
     # A fresh bake pushed as is: no lock yet, nothing stale, the pipeline runs from scratch
     monkeypatch.chdir(tmp_path)
-    assert check_lock() == 0
+    assert cli.main(["check-lock"]) == 0
     assert "dvc.lock: none committed yet" in capsys.readouterr().out
 
 
@@ -218,7 +218,7 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     repo("commit", "-q", "-m", "base")
     repo("checkout", "-q", "-b", "feature")
 
-    assert gate.compare("main", params_file, Path("reports/gate")) == 0  # nothing changed yet
+    assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 0  # nothing changed yet
     assert "gate: passed: 1 checks against main" in capsys.readouterr().out
 
     metrics.write_text(json.dumps({"accuracy": 0.90, "latency_ms": 3.0}))
@@ -258,7 +258,7 @@ def test_a_rule_on_a_metrics_file_no_stage_declares_is_applied(repo, params: dic
     repo("add", "-A")
     repo("commit", "-q", "-m", "base")
     Path("reports/monitor/metrics.json").write_text(json.dumps({"drift_share": 0.6, "last_check": "2026-11-26"}))
-    assert gate.compare("main", params_file, Path("reports/gate")) == 1
+    assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1
     assert "gate: FAIL reports/monitor/metrics.json:drift_share: 0.6 > max 0.5" in capsys.readouterr().err
     report = Path("reports/gate/report.md").read_text()
     assert "| `reports/monitor/metrics.json:drift_share` | — (absent) | 0.6 | new |" in report
@@ -281,7 +281,7 @@ def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: di
     save_params()
     repo("commit", "-q", "-am", "Lower the floor")
 
-    assert gate.compare("main", params_file, Path("reports/gate")) == 1
+    assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1
     assert "0.8 < min 0.9" in capsys.readouterr().err
     report = Path("reports/gate/report.md").read_text()
     assert "This change edits the gate rules (conf/gates): the base's rules were applied." in report

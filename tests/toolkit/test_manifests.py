@@ -154,8 +154,8 @@ def test_analysis_thresholds_and_metric_names_come_from_the_service(project: Pat
 def test_metric_names_match_what_the_service_exports() -> None:
     from prometheus_client import generate_latest
 
-    from lockstep.serve.app import Metrics
-    from lockstep.serve.config import DeployConfig
+    from lockstep.serve.metrics import Metrics
+    from lockstep.settings import DeployConfig
 
     metrics = Metrics()
     for counter in (metrics.requests, metrics.errors):

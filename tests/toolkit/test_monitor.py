@@ -16,11 +16,12 @@ import pytest
 import yaml
 
 from lockstep import cli
+from lockstep.commands import ExitCode
+from lockstep.config import load_params
+from lockstep.inference_log import InferenceLog
 from lockstep.monitor.checks import feature_drift, psi, retrain_due, window_drift
-from lockstep.monitor.command import RETRAIN_EXIT
-from lockstep.monitor.config import DriftThresholds
-from lockstep.monitor.log import InferenceLog
-from lockstep.serve.app import build
+from lockstep.serve.server import build
+from lockstep.settings import DriftThresholds
 
 from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
 
@@ -101,7 +102,7 @@ def log_windows(d: Deployed, shifts: list[float], seed: int = 100) -> None:
 def serve_windows(d: Deployed, shifts: dict[str, list[float]], seed: int = 100) -> None:
     """Through the service in process: each variant's windows of traffic (one per shift, 1000 rows in
     requests of 100), answered by that variant's model, stamped inside its window by the service's clock."""
-    _app, service = build(d.params_file)
+    _app, service = build(load_params(d.params_file))
     clock = {"now": 0.0}
     service.clock = lambda: clock["now"]
     for variant, variant_shifts in shifts.items():
@@ -132,7 +133,7 @@ def test_monitor_command_tags_the_served_versions_and_requests_retraining(deploy
     assert not (deployed.root / "reports" / "monitor" / "retrain.json").exists()
     # the canary's traffic shifts (the stable's does not): two breaching windows of the last five -> retraining
     serve_windows(deployed, {"stable": [0, 0], "canary": [2, 2]}, seed=200)
-    assert cli.main(["monitor", "--params", str(deployed.params_file)]) == RETRAIN_EXIT
+    assert cli.main(["monitor", "--params", str(deployed.params_file)]) == ExitCode.RETRAIN
     request = json.loads((deployed.root / "reports" / "monitor" / "retrain.json").read_text())
     assert "canary:dataset_drift" in request["reason"] and request["versions"] == ["serve_test/1", "serve_test/2"]
     metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
@@ -180,7 +181,9 @@ def test_rehearsal_raises_retraining_only_for_shifted_traffic(deployed: Deployed
     assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file)]) == 0
     out = capsys.readouterr().out
     assert "5 windows of 1000 rows from the test split, unshifted; 0 failed" in out and "0 breach(es)" in out
-    assert cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "f1:+2sd"]) == RETRAIN_EXIT
+    assert (
+        cli.main(["monitor-rehearsal", "--params", str(deployed.params_file), "--shift", "f1:+2sd"]) == ExitCode.RETRAIN
+    )
     out = capsys.readouterr().out
     assert "f1 shifted by +2 sd" in out and "5 breach(es)" in out and "tagged" not in out
     page = (deployed.root / "reports" / "monitor" / "rehearsal" / "report.html").read_text()

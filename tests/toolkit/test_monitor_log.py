@@ -11,9 +11,10 @@ import time
 import yaml
 
 from lockstep import cli
-from lockstep.monitor.log import InferenceLog, read_log
-from lockstep.serve.app import Running, build
+from lockstep.config import load_params
+from lockstep.inference_log import InferenceLog, read_log
 from lockstep.serve.client import Client
+from lockstep.serve.server import Running, build
 
 from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
 
@@ -33,7 +34,7 @@ def dropped_metric(http: Client) -> float:
 
 def test_requests_are_logged_with_versions_latency_and_pii_redacted(deployed: Deployed) -> None:
     with_monitor(deployed)
-    app, service = build(deployed.params_file)
+    app, service = build(load_params(deployed.params_file))
     with Running(app) as running:
         http = Client(running.url)
         status, body, _ = http.post("/v1/predict", {"rows": deployed.rows}, key="user-1")
@@ -58,7 +59,7 @@ def test_requests_are_logged_with_versions_latency_and_pii_redacted(deployed: De
 
 def test_sampling_keeps_about_the_configured_share(deployed: Deployed) -> None:
     with_monitor(deployed, sample_rate=0.25)
-    _app, service = build(deployed.params_file)
+    _app, service = build(load_params(deployed.params_file))
     for _ in range(400):
         service.predict("stable", deployed.rows)
     service.close()
@@ -70,7 +71,7 @@ def test_sampling_keeps_about_the_configured_share(deployed: Deployed) -> None:
 
 def test_a_full_queue_drops_records_without_failing_requests(deployed: Deployed, capsys) -> None:
     with_monitor(deployed)
-    app, service = build(deployed.params_file)
+    app, service = build(load_params(deployed.params_file))
     service.log.close()
     # a writer that has not started: the queue of 3 fills, and every record after is dropped
     service.log = InferenceLog(
@@ -85,7 +86,7 @@ def test_a_full_queue_drops_records_without_failing_requests(deployed: Deployed,
     service.close()
     assert service.log.written == 3 and len(read_log(deployed.root / "monitor" / "stalled.db")) == 3
     # staging and rehearsals build the service without the log
-    assert build(deployed.params_file, log=False)[1].log is None
+    assert build(load_params(deployed.params_file), log=False)[1].log is None
     # 5000 records with room in the queue: every one written, none dropped (its cost: benchmark_serve.py)
     log = InferenceLog(deployed.root / "monitor" / "bench.db", queue_size=100000)
     for _ in range(5000):

@@ -21,13 +21,14 @@ import pytest
 import yaml
 
 from lockstep import cli, platform
-from lockstep.config import StageError
-from lockstep.monitor.log import read_log
-from lockstep.serve.app import Running, build
+from lockstep.commands import ExitCode
+from lockstep.config import StageError, load_params
+from lockstep.inference_log import read_log
 from lockstep.serve.client import Client
+from lockstep.serve.server import Running, build
 
 from .serving import Deployed, deployed, registry_dir  # noqa: F401
-from .test_monitor import RETRAIN_EXIT, WINDOW_S, project, serve_windows
+from .test_monitor import WINDOW_S, project, serve_windows
 
 PASSWORD = "s3cret-pg-pass"  # pragma: allowlist secret
 
@@ -89,7 +90,7 @@ def test_service_logs_to_postgres_and_monitor_reads_it_back(
     project(deployed)
     set_log(deployed, url)
     monkeypatch.setenv("PGPASSWORD", PASSWORD)  # libpq's own variable: the URL in conf/ carries no password
-    app, service = build(deployed.params_file)
+    app, service = build(load_params(deployed.params_file))
     first_window = (time.time() // WINDOW_S - 4) * WINDOW_S  # of the four served below
     service.clock = lambda: first_window
     with Running(app) as running:
@@ -118,7 +119,7 @@ def test_service_logs_to_postgres_and_monitor_reads_it_back(
     # windows of traffic through the service, then `lockstep monitor` reads them from PostgreSQL
     serve_windows(deployed, {"stable": [0, 0, 2, 2]}, seed=300)
     capsys.readouterr()
-    assert cli.main(["monitor", "--params", str(deployed.params_file), "--no-registry"]) == RETRAIN_EXIT
+    assert cli.main(["monitor", "--params", str(deployed.params_file), "--no-registry"]) == ExitCode.RETRAIN
     out = capsys.readouterr().out
     assert "stable (serve_test/1): drift share 0.50" in out and "2 breach(es)" in out
     metrics = json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())
@@ -140,7 +141,7 @@ def test_the_password_stays_out_of_files_and_messages(
     set_log(deployed, "monitor/inference.db")
     monkeypatch.setenv("LOCKSTEP_MONITOR_LOG", url.replace("monitor@", "monitor:wrong-one@"))
     with pytest.raises(StageError, match=r"inference log postgresql://monitor:\*\*\*@127\.0\.0\.1:\d+/secret: ") as exc:
-        build(deployed.params_file)
+        build(load_params(deployed.params_file))
     assert "password authentication failed" in str(exc.value) and "wrong-one" not in str(exc.value)
     # the right one: served, judged, and no output carries it
     monkeypatch.setenv("LOCKSTEP_MONITOR_LOG", with_password)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from lockstep.monitor.checks import window_drift
-from lockstep.monitor.config import DriftThresholds
 from lockstep.monitor.report import write_report
+from lockstep.settings import DriftThresholds
 
 from .test_monitor import draw
 

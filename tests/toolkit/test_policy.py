@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from lockstep import cli, policy, registry
-from lockstep.config import PolicyConfig, StageError
+from lockstep import cli, policy
+from lockstep.config import Params, PolicyConfig, StageError, load_params
 
 PROJECT_POLICIES = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "policies"
 
@@ -128,7 +128,7 @@ def test_policy_tests_pass_and_a_broken_one_fails(tmp_path: Path, monkeypatch: p
     (project / "project_test.rego").write_text(broken)
     assert cli.main(["policy", "test", "--policies", "policies"]) == 1
     out = capsys.readouterr().out
-    assert "FAIL policies/project_test.rego: test_wrong_expectation" in out and "policy test: 17/18 passed" in out
+    assert "FAIL policies/project_test.rego: test_wrong_expectation" in out and "policy test: 19/20 passed" in out
 
     (project / "project_test.rego").write_text(
         broken + '\ntest_whole_input if {\n\tcount(data.lockstep.project.deny) == 0 with input as {"lineage": {}}\n}\n'
@@ -158,7 +158,7 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     import mlflow
 
     pipeline()
-    assert registry.register(params_file) == 0
+    assert cli.main(["register", "--params", str(params_file)]) == 0
     name, client = params["register"]["model_name"], mlflow.MlflowClient(tracking)
     promote = ["promote", "--params", str(params_file)]
 
@@ -227,8 +227,8 @@ def test_more_accurate_but_slower_waits_for_an_approval_then_promotes(
     for name_ in ("CI", "GITHUB_ACTIONS", "GITHUB_ACTOR"):
         monkeypatch.delenv(name_)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.internal:5000")
-    with pytest.raises(StageError, match="approve: no identity to record on a shared registry"):
-        policy.approve(params_file)
+    with pytest.raises(StageError, match="no identity to record on a shared registry"):
+        policy.approve(load_params(params_file))
 
 
 def test_approval_times_are_read_as_regopy_reads_them() -> None:
@@ -236,7 +236,11 @@ def test_approval_times_are_read_as_regopy_reads_them() -> None:
     assert policy.rfc3339("yesterday") == "yesterday"
     record = {"model_name": "m", "version": 1, "data_md5": "a", "git_commit": "c", "git_dirty": "true"}
     params = {"data": {"path": "data/raw/x.csv", "target": "y", "task": "regression", "test_size": 0.2, "seed": 1}}
-    document = policy.build_input(params, record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"})
+    document = policy.build_input(
+        Params.model_validate(params), record, {"approval.by": "Ada", "approval.at": "2026-11-26T01:10:00+01:00"}
+    )
     assert document["approval"] == {"by": "Ada", "at": "2026-11-26T00:10:00+00:00"}
-    assert document["lineage"]["git_dirty"] is True and document["gate"] == {"ran": False, "base": None, "head": None}
+    assert document["lineage"]["git_dirty"] is True and document["gate"] == {
+        "ran": False, "base": None, "head": None, "verdict": None, "pending": [], "failures": []
+    }
     assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lockstep import cli, prompt_eval
-from lockstep.config import LLMConfig, StageError
+from lockstep.config import LLMConfig, StageError, load_params
 from lockstep.prompts import check, load_golden, load_prompt_file
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}"
@@ -25,7 +25,7 @@ def write_prompt(tmp_path: Path, **changes: object) -> Path:
 
 
 def test_shipped_prompts_and_golden_sets_pass_the_check(params_file: Path, params: dict) -> None:
-    assert check(params_file) == []
+    assert check(load_params(params_file)) == []
     for path in sorted((TEMPLATE / "prompts").glob("*.yaml")):
         prompt = load_prompt_file(path)
         assert len(load_golden(TEMPLATE / "data" / "golden" / f"{path.stem}.jsonl", prompt)) >= 30
@@ -82,7 +82,7 @@ def test_golden_case_without_a_variable(tmp_path: Path) -> None:
 def test_check_reports_a_prompt_not_listed_in_conf(params_file: Path, params: dict) -> None:
     prompts_dir = Path(params["paths"]["prompts"])  # a copy of the template's prompts
     (prompts_dir / "stray.yaml").write_text((prompts_dir / "summarize_ticket.yaml").read_text())
-    problems = check(params_file)
+    problems = check(load_params(params_file))
     stray = prompts_dir / "stray.yaml"
     assert problems == [f"{stray}: not listed in conf/prompts names; add 'stray' there or delete the file"]
 
@@ -90,7 +90,7 @@ def test_check_reports_a_prompt_not_listed_in_conf(params_file: Path, params: di
 def test_check_reports_every_broken_prompt_and_golden_set(params_file: Path, params: dict) -> None:
     (Path(params["paths"]["prompts"]) / "triage_ticket.yaml").unlink()
     (Path(params["paths"]["golden"]) / "summarize_ticket.jsonl").write_text("{broken\n")
-    problems = check(params_file)
+    problems = check(load_params(params_file))
     assert len(problems) == 2
     golden, prompts = Path(params["paths"]["golden"]), Path(params["paths"]["prompts"])
     assert problems[0].startswith(f"{golden / 'summarize_ticket.jsonl'}:1: not valid JSON (Expecting property name")
@@ -173,7 +173,7 @@ def test_evaluating_only_measures(params_file: Path, params: dict, capsys: pytes
     outputs = Path(params["paths"]["prompt_outputs"]) / "summarize_ticket.jsonl"
     outputs.parent.mkdir(parents=True)
     outputs.write_text("".join(json.dumps(r) + "\n" for r in leaked))
-    assert prompt_eval.evaluate("summarize_ticket", params_file) == 0
+    assert cli.main(["prompts", "evaluate", "summarize_ticket", "--params", str(params_file)]) == 0
     report = Path(params["paths"]["prompt_reports"]) / "summarize_ticket"
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["pii_leak_rate"] == 1.0 and metrics["cases"] == 1
@@ -184,7 +184,7 @@ def test_evaluating_only_measures(params_file: Path, params: dict, capsys: pytes
 
 def test_evaluate_needs_the_answers_first(params_file: Path) -> None:
     with pytest.raises(StageError, match=r"summarize_ticket.jsonl: not found; run the prompt_outputs stage first"):
-        prompt_eval.evaluate("summarize_ticket", params_file)
+        prompt_eval.evaluate("summarize_ticket", load_params(params_file))
 
 
 def test_answer_then_evaluate_with_the_commands(workdir, params, save_params, fake_llm, monkeypatch, capsys) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lockstep import cli, registry
-from lockstep.config import StageError
+from lockstep.config import StageError, load_params
 from lockstep.io import file_md5
 
 
@@ -41,7 +41,7 @@ def test_register_is_idempotent_and_tags_lineage(
     import mlflow
 
     pipeline()
-    assert registry.register(params_file) == 0
+    assert cli.main(["register", "--params", str(params_file)]) == 0
     record = json.loads(Path(params["paths"]["registration"]).read_text())
     name = params["register"]["model_name"]
     assert record["version"] == 1 and record["alias"] == "challenger"
@@ -52,7 +52,7 @@ def test_register_is_idempotent_and_tags_lineage(
     assert "register: prompts:/triage_ticket/1 (@challenger)" in out
 
     # When register runs again for the same model bytes, no new version appears
-    assert registry.register(params_file) == 0
+    assert registry.register(load_params(params_file))
     client = mlflow.MlflowClient(tracking)
     assert [int(v.version) for v in client.search_model_versions(f"name = '{name}'")] == [1]
     assert json.loads(Path(params["paths"]["registration"]).read_text()) == record
@@ -78,7 +78,7 @@ def test_register_is_idempotent_and_tags_lineage(
     params["model"]["params"]["C"] = 0.01
     save_params()
     pipeline(("train", "evaluate"))
-    assert registry.register(params_file) == 0
+    assert registry.register(load_params(params_file))
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 2
     assert client.get_model_version(name, "2").tags["params_hash"] != version.tags["params_hash"]
 
@@ -95,7 +95,7 @@ def test_register_is_idempotent_and_tags_lineage(
     joblib.dump(AboveZero(), params["paths"]["model"])
     del params["prompts"]  # a project without the prompt track registers the model alone
     save_params()
-    assert registry.register(params_file) == 0
+    assert registry.register(load_params(params_file))
     record = json.loads(Path(params["paths"]["registration"]).read_text())
     assert record["version"] == 3 and "prompts" not in record
     plain = registry.load_model(name, "challenger")
@@ -109,7 +109,7 @@ def test_a_registration_cut_short_moves_no_alias_and_resumes_without_a_duplicate
     from mlflow.exceptions import MlflowException
 
     pipeline()
-    assert registry.register(params_file) == 0
+    assert registry.register(load_params(params_file))
     record_file = Path(params["paths"]["registration"])
     first = record_file.read_text()
     params["model"]["params"]["C"] = 0.01
@@ -123,7 +123,7 @@ def test_a_registration_cut_short_moves_no_alias_and_resumes_without_a_duplicate
     with monkeypatch.context() as patch:
         patch.setattr(mlflow.MlflowClient, "set_model_version_tag", gone)
         with pytest.raises(StageError, match=r"^MLflow at .*Connection refused; start the server"):
-            registry.register(params_file)
+            registry.register(load_params(params_file))
     client = mlflow.MlflowClient(tracking)
     name = params["register"]["model_name"]
     assert int(client.get_model_version_by_alias(name, "challenger").version) == 1, "the alias waits for the lineage"
@@ -132,7 +132,7 @@ def test_a_registration_cut_short_moves_no_alias_and_resumes_without_a_duplicate
     assert client.get_model_version(name, "2").tags["model_md5"] == md5  # the version came with its lineage tags
 
     # Run again with the server back: the same version is completed, none is added
-    assert registry.register(params_file) == 0
+    assert registry.register(load_params(params_file))
     assert sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'")) == [1, 2]
     version = client.get_model_version_by_alias(name, "challenger")
     assert int(version.version) == 2 and version.tags["prompt.summarize_ticket"] == "1"
@@ -163,7 +163,7 @@ def test_an_unreachable_tracking_server_fails_fast_without_its_password(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the user's own setting wins over the toolkit's
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StageError) as err:
-        registry.register(params_file)
+        registry.register(load_params(params_file))
     message = str(err.value)
     assert message.startswith(f"MLflow at http://mlflow:***@127.0.0.1:{port}: ")
     assert message.endswith("start the server, or unset MLFLOW_TRACKING_URI to use the local mlflow.db")

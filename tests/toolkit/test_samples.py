@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lockstep import samples
+from lockstep import cli, samples
 from lockstep.io import file_md5
 
 TEMPLATE_DATA = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "data"
@@ -25,17 +25,21 @@ def test_missing_samples_come_back_byte_for_byte(tmp_path: Path, monkeypatch: py
     (tmp_path / "data" / "raw").mkdir(parents=True)
     target = tmp_path / "data" / "raw" / "breast_cancer.csv"
     dvc_file(target, file_md5(source))
-    assert samples.restore(tmp_path) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["samples", "restore"]) == 0
     assert target.read_bytes() == source.read_bytes()
-    assert "restored" in capsys.readouterr().out
-    assert samples.restore(tmp_path) == 0  # present: left alone
+    assert "restored data/raw/breast_cancer.csv (the bundled sample" in capsys.readouterr().out
+    assert samples.restore(tmp_path) == ([], [])  # present: left alone
 
 
-def test_data_that_is_not_a_sample_is_named_with_the_fix(tmp_path: Path, capsys) -> None:
+def test_data_that_is_not_a_sample_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     own = tmp_path / "own.csv"
     dvc_file(own, "0" * 32)
     shutil.copyfile(TEMPLATE_DATA / "raw" / "breast_cancer.csv", tmp_path / "other.csv")
-    assert samples.restore(tmp_path) == 1
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["samples", "restore"]) == 1
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"error: {own}: not in the workspace")
+    assert len(err.splitlines()) == 1 and err.startswith("error: own.csv: not in the workspace")
     assert "remote this machine can read" in err and not own.exists()

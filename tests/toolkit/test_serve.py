@@ -12,8 +12,10 @@ import threading
 import pytest
 
 from lockstep import cli
-from lockstep.serve.app import Faults, Running, build, route
+from lockstep.config import load_params
 from lockstep.serve.client import Client
+from lockstep.serve.routing import Faults, route
+from lockstep.serve.server import Running, build
 
 from .serving import MODEL, Deployed, deployed, registry_dir  # noqa: F401
 
@@ -51,7 +53,7 @@ def test_service_answers_with_the_locked_versions_even_when_an_alias_moves(deplo
     import mlflow
 
     lock(deployed)
-    app, service = build(deployed.params_file)
+    app, service = build(load_params(deployed.params_file))
     # champion moves after the lock: the service keeps serving what was locked
     mlflow.set_tracking_uri(deployed.uri)
     client = mlflow.MlflowClient()
@@ -127,7 +129,7 @@ def test_faults_parse_and_fail_exactly_their_share() -> None:
 def test_no_request_fails_while_the_weight_changes(deployed: Deployed, monkeypatch: pytest.MonkeyPatch) -> None:
     lock(deployed)
     monkeypatch.setenv("LOCKSTEP_ADMIN_TOKEN", TOKEN)
-    app, service = build(deployed.params_file)
+    app, service = build(load_params(deployed.params_file))
     results: list[tuple[int, str]] = []
     stop = threading.Event()
 

@@ -1,2 +1,3 @@
-"""Monitoring: the service's inference log, drift and quality checks per window, and the
-retraining request when enough windows breach."""
+"""Monitoring: drift and quality checks per window of the service's inference log
+(lockstep.inference_log), and the retraining request when enough windows breach. Never imports
+lockstep.serve."""

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lockstep.monitor.config import DriftThresholds
+from lockstep.quality import REFUSAL
+from lockstep.settings import DriftThresholds
 
 EPS = 1e-4  # floor for empty bins (PSI, chi-square's expected counts)
 
@@ -107,8 +108,6 @@ def prompt_quality(
 ) -> dict[str, Any]:
     """One prompt's logged answers (records of the inference log) against its golden-set baseline:
     mean answer length in words, refusal, schema-failure and PII rates; the signals that fail."""
-    from lockstep.serve.app import REFUSAL
-
     n = len(answers)
     rate = lambda kinds: sum(any(k in (a["quality"] or []) for k in kinds) for a in answers) / n  # noqa: E731
     words = float(np.mean([len(str(a["outputs"] or "").split()) for a in answers]))

@@ -1,7 +1,6 @@
 """The canary controller: step the challenger's share of traffic up, window by window, or roll it back.
 
     lockstep canary --url http://127.0.0.1:8000      # make canary URL=...
-    lockstep canary-rehearsal [--inject latency=300ms|errors=5%]   # make canary-rehearsal
 
 Each analysis window (conf/deploy window_s) the controller reads the service's /metrics before
 and after, and compares the canary with stable over that window:
@@ -22,23 +21,23 @@ the ones it replaces. Rollback sets the weight to 0, leaves `champion` alone and
 versions `rolled_back` with the reasons. Every decision is appended to the decision record
 (conf/deploy decisions, JSON lines); a controller restarted mid-rollout resumes from it. After
 max_windows windows without a decision the controller stops, the weight where it was, and says
-so (exit 3): a person decides, or starts it again.
+so (undecided): a person decides, or starts it again.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lockstep.config import StageError, one_line
-from lockstep.serve.config import DeployConfig, Thresholds
+from lockstep import metric_names as names
+from lockstep.config import Params, StageError, one_line
+from lockstep.deploy_lock import DeployLock
+from lockstep.settings import DeployConfig, Thresholds
 
 FINAL = ("promote", "rollback")
 
@@ -57,13 +56,13 @@ def scrape(client: Any) -> dict[str, dict[str, Any]]:
             if variant is None:
                 continue
             arm = arms.setdefault(variant, {"requests": 0.0, "errors": 0.0, "quality": 0.0, "buckets": {}})
-            if sample.name == "lockstep_requests_total":
+            if sample.name == names.total(names.REQUESTS):
                 arm["requests"] += sample.value
-            elif sample.name == "lockstep_errors_total":
+            elif sample.name == names.total(names.ERRORS):
                 arm["errors"] += sample.value
-            elif sample.name == "lockstep_quality_failures_total":
+            elif sample.name == names.total(names.QUALITY_FAILURES):
                 arm["quality"] += sample.value
-            elif sample.name == "lockstep_request_latency_seconds_bucket":
+            elif sample.name == names.bucket(names.LATENCY):
                 le = float(sample.labels["le"])
                 arm["buckets"][le] = arm["buckets"].get(le, 0.0) + sample.value
     return arms
@@ -156,7 +155,7 @@ def append_record(path: Path, entry: dict[str, Any]) -> None:
 class Registry:
     """What promotion and rollback change in MLflow: aliases and tags on the locked versions."""
 
-    def __init__(self, lock: dict[str, Any], deploy: DeployConfig) -> None:
+    def __init__(self, lock: DeployLock, deploy: DeployConfig) -> None:
         self.lock, self.deploy = lock, deploy
 
     def check(self) -> None:
@@ -165,10 +164,10 @@ class Registry:
         from lockstep import aliases
         from lockstep.registry import mlflow_client
 
-        canary = self.lock["variants"]["canary"]["model"]
+        canary = self.lock.variants["canary"].model
         with mlflow_client() as client:
-            tags = dict(client.get_model_version(canary["name"], str(canary["version"])).tags)
-        why = aliases.promotable(tags, f"models:/{canary['name']}/{canary['version']}")
+            tags = dict(client.get_model_version(canary.name, str(canary.version)).tags)
+        why = aliases.promotable(tags, f"models:/{canary.name}/{canary.version}")
         if why:
             raise StageError(f"canary: the canary cannot become {self.deploy.stable_alias}: {'; '.join(why)}")
 
@@ -176,42 +175,42 @@ class Registry:
         from lockstep import aliases
         from lockstep.registry import mlflow_client
 
-        stable, canary = self.lock["variants"]["stable"], self.lock["variants"]["canary"]
-        why = {"deploy_id": self.lock["deploy_id"], "via": "canary"}
+        stable, canary = self.lock.stable, self.lock.variants["canary"]
+        why = {"deploy_id": self.lock.deploy_id, "via": "canary"}
         with mlflow_client() as client:
-            name = canary["model"]["name"]
+            name = canary.model.name
             current = client.get_model_version_by_alias(name, self.deploy.stable_alias)
-            if int(current.version) != canary["model"]["version"]:  # not already promoted (a resumed run)
-                aliases.move_model(client, name, "previous_champion", stable["model"]["version"], "canary", **why)
-                for p in stable["prompts"].values():
-                    aliases.move_prompt(p["name"], "previous_champion", p["version"], "canary", **why)
-            version = canary["model"]["version"]
+            if int(current.version) != canary.model.version:  # not already promoted (a resumed run)
+                aliases.move_model(client, name, "previous_champion", stable.model.version, "canary", **why)
+                for p in stable.prompts.values():
+                    aliases.move_prompt(p.name, "previous_champion", p.version, "canary", **why)
+            version = canary.model.version
             decision = dict(client.get_model_version(name, str(version)).tags).get("decision", "none")
             aliases.move_model(client, name, self.deploy.stable_alias, version, decision, stable=True, **why)
-            for p in canary["prompts"].values():
-                aliases.move_prompt(p["name"], self.deploy.stable_alias, p["version"], decision, **why)
-            client.set_model_version_tag(name, str(canary["model"]["version"]), "promoted", self.lock["deploy_id"])
+            for p in canary.prompts.values():
+                aliases.move_prompt(p.name, self.deploy.stable_alias, p.version, decision, **why)
+            client.set_model_version_tag(name, str(version), "promoted", self.lock.deploy_id)
 
     def rollback(self, reasons: list[str]) -> None:
         import mlflow
 
         from lockstep.registry import mlflow_client
 
-        canary = self.lock["variants"]["canary"]
+        canary = self.lock.variants["canary"]
         tags = {"rolled_back": "true", "rolled_back.reasons": one_line("; ".join(reasons), 5000),
-                "rolled_back.deploy_id": self.lock["deploy_id"]}  # fmt: skip
+                "rolled_back.deploy_id": self.lock.deploy_id}  # fmt: skip
         with mlflow_client() as client:
             for key, value in tags.items():
-                client.set_model_version_tag(canary["model"]["name"], str(canary["model"]["version"]), key, value)
-                for p in canary["prompts"].values():
-                    mlflow.genai.set_prompt_version_tag(p["name"], p["version"], key, value)
+                client.set_model_version_tag(canary.model.name, str(canary.model.version), key, value)
+                for p in canary.prompts.values():
+                    mlflow.genai.set_prompt_version_tag(p.name, p.version, key, value)
 
 
 class Controller:
     def __init__(
         self,
         deploy: DeployConfig,
-        lock: dict[str, Any],
+        lock: DeployLock,
         client: Any,
         admin_token: str,
         record: Path | None = None,
@@ -219,7 +218,7 @@ class Controller:
         registry: Any = None,
         say: Callable[[str], None] = print,
     ) -> None:
-        if "canary" not in lock["variants"]:
+        if lock.canary is None:
             raise StageError("canary: the lock has no canary variant (challenger is champion); nothing to roll out")
         self.deploy, self.lock, self.client, self.token = deploy, lock, client, admin_token
         self.record = record or deploy.decisions
@@ -230,11 +229,11 @@ class Controller:
         status, body, _ = self.client.request("PUT", "/admin/weight", {"weight": weight}, {"X-Admin-Token": self.token})
         if status != 200:
             raise StageError(f"canary: setting the weight to {weight:g} answered HTTP {status}: {body}")
-        if body.get("deploy_id") != self.lock["deploy_id"]:
-            raise StageError(f"canary: the service runs deploy {body.get('deploy_id')}, not {self.lock['deploy_id']}")
+        if body.get("deploy_id") != self.lock.deploy_id:
+            raise StageError(f"canary: the service runs deploy {body.get('deploy_id')}, not {self.lock.deploy_id}")
 
     def log(self, entry: dict[str, Any]) -> dict[str, Any]:
-        entry = {"deploy_id": self.lock["deploy_id"], "at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}
+        entry = {"deploy_id": self.lock.deploy_id, "at": datetime.now(UTC).isoformat(timespec="seconds"), **entry}
         append_record(self.record, entry)
         reasons = "; ".join(entry.get("reasons", []))
         self.say(
@@ -255,10 +254,10 @@ class Controller:
     def run(self) -> str:
         """promote, rollback, or undecided (max_windows without a decision)."""
         steps, th = self.deploy.steps, self.deploy.thresholds
-        history = read_record(self.record, self.lock["deploy_id"])
+        history = read_record(self.record, self.lock.deploy_id)
         done = [e for e in history if e["event"] in FINAL]
         if done:
-            self.say(f"canary: deploy {self.lock['deploy_id']} already decided: {done[-1]['event']}")
+            self.say(f"canary: deploy {self.lock.deploy_id} already decided: {done[-1]['event']}")
             return done[-1]["event"]
         windows = [e for e in history if e["event"] == "window"]
         last = windows[-1] if windows else {}
@@ -268,7 +267,7 @@ class Controller:
         if check is not None:  # before any traffic moves: a canary that could never be promoted is not started
             check()
         if windows:
-            self.say(f"canary: resuming deploy {self.lock['deploy_id']} at step {step} after {len(windows)} windows")
+            self.say(f"canary: resuming deploy {self.lock.deploy_id} at step {step} after {len(windows)} windows")
         else:
             self.log({"event": "start", "action": "start", "weight": steps[0], "steps": steps})
         self.set_weight(steps[step])
@@ -303,99 +302,15 @@ class Controller:
         return "undecided"
 
 
-EXIT = {"promote": 0, "rollback": 1, "undecided": 3}
-
-
-def canary(params_file: Path, url: str, lock_file: Path | None = None) -> int:
-    from lockstep.serve.app import ADMIN_TOKEN_ENV
+def canary(params: Params, url: str, lock_file: Path | None = None) -> str:
+    """The controller against a running service, to its outcome: promote, rollback or undecided."""
+    from lockstep.deploy_lock import read_lock
     from lockstep.serve.client import Client
-    from lockstep.serve.config import deploy_config
-    from lockstep.serve.lock import read_lock
+    from lockstep.serve.http import ADMIN_TOKEN_ENV
 
-    deploy = deploy_config(params_file)
+    deploy = params.deploy
     token = os.environ.get(ADMIN_TOKEN_ENV)
     if not token:
         raise StageError(f"canary: set {ADMIN_TOKEN_ENV} to the service's admin token")
     lock = read_lock(lock_file or deploy.lock_file)
-    return EXIT[Controller(deploy, lock, Client(url), token).run()]
-
-
-def synthetic_requests(params_file: Path) -> list[tuple[str, dict[str, Any]]]:
-    """Rehearsal traffic: the test split's rows one by one, and the golden sets' cases."""
-    import pandas as pd
-
-    from lockstep.config import DataConfig, PathsConfig, PromptsConfig, read_params, section
-    from lockstep.prompts import load_golden, load_prompt_file
-
-    params = read_params(params_file)
-    requests: list[tuple[str, dict[str, Any]]] = []
-    if "paths" in params and "data" in params:
-        paths = section(params, "paths", PathsConfig, params_file)
-        data = section(params, "data", DataConfig, params_file)
-        if paths.test.exists():
-            rows = pd.read_parquet(paths.test).drop(columns=[data.target])
-            requests += [("/v1/predict", {"rows": [r]}) for r in json.loads(rows.to_json(orient="records"))]
-        if "prompts" in params and paths.prompts and paths.golden:
-            for name in section(params, "prompts", PromptsConfig, params_file).names:
-                cases = load_golden(paths.golden_file(name), load_prompt_file(paths.prompt_file(name)))
-                requests += [(f"/v1/prompts/{name}", {"variables": c["inputs"]}) for c in cases]
-    if not requests:
-        raise StageError("canary-rehearsal: no test split and no golden sets to draw traffic from; run make repro")
-    return requests
-
-
-def traffic(url: str, requests: list[tuple[str, Any]], stop: threading.Event, seed: int, counts: dict) -> None:
-    """Send requests round and round until stop, each under its own key (one user each)."""
-    from lockstep.serve.client import Client
-
-    client, i = Client(url), seed
-    while not stop.is_set():
-        path, body = requests[i % len(requests)]
-        try:
-            status = client.post(path, body, key=f"rehearsal-{seed}-{i}")[0]
-        except OSError:
-            status = 0
-        counts[status] = counts.get(status, 0) + 1
-        i += 1
-    client.close()
-
-
-def rehearsal(params_file: Path, lock_file: Path | None, inject: str | None) -> int:
-    """Stable and canary on loopback, synthetic traffic, the controller to its decision; the record
-    goes to reports/canary-rehearsal.jsonl and the registry is left untouched."""
-    from lockstep.serve.app import Running, build
-    from lockstep.serve.client import Client
-    from lockstep.serve.config import deploy_config
-
-    deploy = deploy_config(params_file)
-    deploy = deploy.model_copy(update={"window_s": deploy.rehearsal_window_s})
-    token = secrets.token_hex(16)
-    app, service = build(params_file, lock_file, 0.0, inject, admin_token=token, log=False)
-    record = Path("reports/canary-rehearsal.jsonl")
-    record.unlink(missing_ok=True)
-
-    class DryRun:  # a rehearsal decides, but moves no alias and tags nothing
-        def promote(self) -> None:
-            print("canary-rehearsal: would move champion to the canary's versions")
-
-        def rollback(self, reasons: list[str]) -> None:
-            print("canary-rehearsal: would tag the canary's versions rolled_back")
-
-    stop = threading.Event()
-    requests = synthetic_requests(params_file)
-    counts: dict[int, int] = {}
-    with Running(app) as running:
-        drivers = [
-            threading.Thread(target=traffic, args=(running.url, requests, stop, n * 7919, counts)) for n in range(4)
-        ]
-        for driver in drivers:
-            driver.start()
-        try:
-            outcome = Controller(deploy, service.lock, Client(running.url), token, record, registry=DryRun()).run()
-        finally:
-            stop.set()
-            for driver in drivers:
-                driver.join()
-    print(f"canary-rehearsal: {outcome} (inject {inject or 'none'}); decisions in {record}")
-    print(f"canary-rehearsal: requests by HTTP status: {dict(sorted(counts.items()))}")
-    return EXIT[outcome]
+    return Controller(deploy, lock, Client(url), token).run()

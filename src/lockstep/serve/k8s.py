@@ -25,10 +25,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lockstep.config import RegisterConfig, StageError, read_params, section
+from lockstep import metric_names as names
+from lockstep.config import Params, StageError
+from lockstep.deploy_lock import DeployLock, read_lock
 from lockstep.io import write_atomic
-from lockstep.serve.config import DeployConfig, deploy_config
-from lockstep.serve.lock import read_lock
+from lockstep.settings import DeployConfig
 
 OUT_DIR = Path("deploy/k8s")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -86,18 +87,18 @@ def _sum(metric: str, arm: str, window: str) -> str:
 
 
 def p95(arm: str, window: str) -> str:
-    buckets = f"increase(lockstep_request_latency_seconds_bucket{{{_sel(arm)}}}[{window}])"
+    buckets = f"increase({names.bucket(names.LATENCY)}{{{_sel(arm)}}}[{window}])"
     return f"histogram_quantile(0.95, sum by (le) ({buckets}))"
 
 
 def rate_of(metric: str, arm: str, window: str) -> str:
     """A share of the arm's requests; 0 when the counter has no series yet (nothing failed)."""
-    return f"(({_sum(metric, arm, window)} or on() vector(0)) / {_sum('lockstep_requests_total', arm, window)})"
+    return f"(({_sum(metric, arm, window)} or on() vector(0)) / {_sum(names.total(names.REQUESTS), arm, window)})"
 
 
 def guarded(expr: str, arms: list[str], window: str, min_samples: int) -> str:
     """expr when every arm had min_samples requests in the window, else NaN (never an empty result)."""
-    enough = " and on() ".join(f"({_sum('lockstep_requests_total', a, window)} >= {min_samples})" for a in arms)
+    enough = " and on() ".join(f"({_sum(names.total(names.REQUESTS), a, window)} >= {min_samples})" for a in arms)
     return f"(({expr}) and on() {enough}) or on() vector(NaN)"
 
 
@@ -121,7 +122,7 @@ def analysis_templates(name: str, deploy: DeployConfig) -> list[dict[str, Any]]:
     sla = [
         _metric("p95-latency-sla", guarded(p95("canary", window), ["canary"], window, n), k8s.prometheus,
                 window, successCondition=no_breach.format(sla_s), failureCondition=breach.format(sla_s), **hard),
-        _metric("error-rate-max", guarded(rate_of("lockstep_errors_total", "canary", window), ["canary"], window, n),
+        _metric("error-rate-max", guarded(rate_of(names.total(names.ERRORS), "canary", window), ["canary"], window, n),
                 k8s.prometheus, window, successCondition=no_breach.format(th.max_error_rate),
                 failureCondition=breach.format(th.max_error_rate), **hard),
     ]  # fmt: skip
@@ -143,13 +144,13 @@ def analysis_templates(name: str, deploy: DeployConfig) -> list[dict[str, Any]]:
     compare_queries = {
         "p95-vs-stable": (f"{p95('canary', window)} - {allowed}", 0),
         "error-rate-vs-stable": (
-            f"{rate_of('lockstep_errors_total', 'canary', window)}"
-            f" - {rate_of('lockstep_errors_total', 'stable', window)}",
+            f"{rate_of(names.total(names.ERRORS), 'canary', window)}"
+            f" - {rate_of(names.total(names.ERRORS), 'stable', window)}",
             th.max_error_rate_increase,
         ),
         "quality-vs-stable": (
-            f"{rate_of('lockstep_quality_failures_total', 'canary', window)}"
-            f" - {rate_of('lockstep_quality_failures_total', 'stable', window)}",
+            f"{rate_of(names.total(names.QUALITY_FAILURES), 'canary', window)}"
+            f" - {rate_of(names.total(names.QUALITY_FAILURES), 'stable', window)}",
             th.max_quality_failure_increase,
         ),
     }
@@ -227,16 +228,14 @@ def pod_spec(image: str, deploy: DeployConfig, log_dir: str | None, name: str = 
     }
 
 
-def _annotations(lock: dict[str, Any]) -> dict[str, str]:
-    variants = lock["variants"]
+def _annotations(lock: DeployLock) -> dict[str, str]:
+    variants = lock.variants
     return {
-        "lockstep.io/deploy-id": lock["deploy_id"],
-        "lockstep.io/git-commit": str(lock.get("git_commit")),
-        "lockstep.io/model-versions": ",".join(
-            f"{v}:{x['model']['name']}/{x['model']['version']}" for v, x in variants.items()
-        ),
+        "lockstep.io/deploy-id": lock.deploy_id,
+        "lockstep.io/git-commit": str(lock.git_commit),
+        "lockstep.io/model-versions": ",".join(f"{v}:{x.model.name}/{x.model.version}" for v, x in variants.items()),
         "lockstep.io/prompt-versions": ",".join(
-            f"{v}:{p['name']}/{p['version']}" for v, x in variants.items() for p in x["prompts"].values()
+            f"{v}:{p.name}/{p.version}" for v, x in variants.items() for p in x.prompts.values()
         )
         or "none",
     }
@@ -245,7 +244,7 @@ def _annotations(lock: dict[str, Any]) -> dict[str, str]:
 # ---- the manifests --------------------------------------------------------------------------------
 
 
-def argo_rollouts(name: str, image: str, deploy: DeployConfig, lock: dict[str, Any], log_dir: str | None) -> list:
+def argo_rollouts(name: str, image: str, deploy: DeployConfig, lock: DeployLock, log_dir: str | None) -> list:
     window = f"{int(deploy.window_s)}s"
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "lockstep"}
     selector = {"app.kubernetes.io/name": name}
@@ -297,7 +296,7 @@ def argo_rollouts(name: str, image: str, deploy: DeployConfig, lock: dict[str, A
     return [*services, *analysis_templates(name, deploy), rollout]
 
 
-def kserve(name: str, image: str, deploy: DeployConfig, lock: dict[str, Any], log_dir: str | None) -> list:
+def kserve(name: str, image: str, deploy: DeployConfig, lock: DeployLock, log_dir: str | None) -> list:
     pod = pod_spec(image, deploy, log_dir, name="kserve-container")  # KServe's name for a custom predictor
     pod.pop("automountServiceAccountToken")
     predictor = {
@@ -316,16 +315,13 @@ def kserve(name: str, image: str, deploy: DeployConfig, lock: dict[str, Any], lo
     ]
 
 
-def render(params_file: Path, image: str, lock_file: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+def render(params: Params, image: str, lock_file: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """{file name: its documents}, from params.yaml's deploy (and monitor) sections and the lock."""
-    from lockstep.monitor.config import monitor_config
-
-    params = read_params(params_file)
-    deploy = deploy_config(params_file)
+    deploy = params.deploy
     lock = read_lock(lock_file or deploy.lock_file)
-    model = section(params, "register", RegisterConfig, params_file).model_name if "register" in params else None
-    name = deploy.kubernetes.name or dns_name(model or lock["variants"]["stable"]["model"]["name"])
-    monitor = monitor_config(params_file)
+    model = params.registration.model_name if params.registration else None
+    name = deploy.kubernetes.name or dns_name(model or lock.stable.model.name)
+    monitor = params.monitor
     log_dir = None
     if monitor is not None and "://" not in monitor.log:  # a SQLite file in the pod (a database URL needs no volume)
         log = Path(monitor.log)
@@ -338,17 +334,16 @@ def render(params_file: Path, image: str, lock_file: Path | None = None) -> dict
     }
 
 
-def write(params_file: Path, image: str, digest: str | None, out: Path | None, lock_file: Path | None) -> int:
+def write(params: Params, ref: str, out: Path | None, lock_file: Path | None) -> dict[Path, list[str]]:
+    """The manifests written for the image ref (lockstep deploy manifests): {file: kind/name of each document}."""
     import yaml
 
-    ref = image_ref(image, digest)
-    if "@sha256:" not in ref:
-        print(f"manifests: {ref} is a tag, not a digest: pass --digest to pin what the cluster pulls")
-    rendered = render(params_file, ref, lock_file)  # everything checked before anything is written
+    rendered = render(params, ref, lock_file)  # everything checked before anything is written
     out = out or OUT_DIR
     header = "# Generated by `lockstep deploy manifests` from conf/deploy and the deploy lock: edit those, not this.\n"
+    written = {}
     for file, docs in rendered.items():
         text = header + yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, width=200)
         write_atomic(out / file, text)  # a manifest is whole or untouched
-        print(f"manifests: {out / file} ({', '.join(d['kind'] + '/' + d['metadata']['name'] for d in docs)})")
-    return 0
+        written[out / file] = [d["kind"] + "/" + d["metadata"]["name"] for d in docs]
+    return written

@@ -9,7 +9,7 @@ PII, banned phrases, injections), and the test split's rows, scored as accuracy 
 regression). The gate's absolute limits (conf/gates min / max) judge the result; comparisons
 with a base branch do not apply here. The verdict and the figures are tagged on the model
 version and on each prompt version (`staging.passed`, `staging.rouge_l`, ...) and written to
-reports/staging.json; a failure exits 1, which stops the rollout.
+reports/staging.json; a failure stops the rollout (`lockstep staging` exits 1).
 """
 
 from __future__ import annotations
@@ -18,15 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lockstep.config import (
-    DataConfig,
-    LLMConfig,
-    PathsConfig,
-    PromptsConfig,
-    StageError,
-    read_params,
-    section,
-)
+from lockstep.config import DataConfig, Params, StageError
 from lockstep.io import write_json
 
 BATCH_ROWS = 64
@@ -88,14 +80,11 @@ def predict_over_http(client: Any, test: Path, data: DataConfig) -> tuple[dict[s
     return scores, version
 
 
-def judge(params: dict[str, Any], metrics: dict[str, float]) -> list[str]:
+def judge(params: Params, metrics: dict[str, float]) -> list[str]:
     """The gate's absolute limits on the metrics staging measured; the reasons it fails."""
-    from lockstep.gate import Rule
-
-    task = params.get("data", {}).get("task")
+    task = params.data.task if params.data else None
     failures = []
-    for raw in params.get("gates", {}).get("rules", []):
-        rule = Rule.model_validate(raw)
+    for rule in params.gates.rules if params.gates else []:
         if not rule.applies_to(task):
             continue
         for name, value in metrics.items():
@@ -108,18 +97,19 @@ def judge(params: dict[str, Any], metrics: dict[str, float]) -> list[str]:
     return failures
 
 
-def staging(params_file: Path, lock_file: Path | None = None) -> int:
+def staging(params: Params, lock_file: Path | None = None) -> dict[str, Any]:
+    """The locked canary (else stable) evaluated over HTTP, the verdict tagged on its versions and
+    written to reports/staging.json; the report."""
     import mlflow
 
     from lockstep.prompt_eval import aggregate, score_cases
     from lockstep.prompts import load_golden
     from lockstep.registry import mlflow_client
-    from lockstep.serve.app import Running, build
     from lockstep.serve.client import Client
+    from lockstep.serve.server import Running, build
 
-    params = read_params(params_file)
-    paths = section(params, "paths", PathsConfig, params_file) if "paths" in params else None
-    app, service = build(params_file, lock_file, log=False)
+    paths = params.paths
+    app, service = build(params, lock_file, log=False)
     variant = "canary" if "canary" in service.variants else "stable"
     service.set_weight(100 if variant == "canary" else 0)
     v = service.variants[variant]
@@ -127,16 +117,13 @@ def staging(params_file: Path, lock_file: Path | None = None) -> int:
     per_prompt: dict[str, dict[str, float]] = {}
     with Running(app) as running:
         client = Client(running.url)
-        if paths is not None and "data" in params and paths.test.exists():
-            data = section(params, "data", DataConfig, params_file)
-            scores, version = predict_over_http(client, paths.test, data)
-            assert version == v.model_ref["version"]
+        if paths is not None and params.data is not None and paths.test.exists():
+            scores, version = predict_over_http(client, paths.test, params.data)
+            assert version == v.locked.model.version
             metrics |= {f"reports/metrics.json:{k}": round(x, 4) for k, x in scores.items()}
         if v.prompts:
-            if paths is None:
-                raise StageError(f"{params_file}: section 'paths' is missing; staging reads the golden sets from it")
-            prompts = section(params, "prompts", PromptsConfig, params_file)
-            llm = section(params, "llm", LLMConfig, params_file)
+            paths = params.need("paths")  # staging reads the golden sets from it
+            prompts, llm = params.need("prompts"), params.need("llm")
             for name, prompt in v.prompts.items():
                 records = answer_over_http(client, name, load_golden(paths.golden_file(name), prompt))
                 per_prompt[name] = aggregate(records, score_cases(records, prompts.banned_phrases), llm)
@@ -154,23 +141,17 @@ def staging(params_file: Path, lock_file: Path | None = None) -> int:
     }
     write_json(REPORT, report)
     with mlflow_client() as registry:
-        model = v.model_ref
+        model = v.locked.model
         tags = {"staging.passed": str(passed).lower(), "staging.deploy_id": service.deploy_id}
         model_metrics = {k.rpartition(":")[2]: x for k, x in metrics.items() if k.startswith("reports/metrics")}
         tags |= {f"staging.{k}": str(x) for k, x in model_metrics.items()}
         for key, value in tags.items():
-            registry.set_model_version_tag(model["name"], str(model["version"]), key, value)
+            registry.set_model_version_tag(model.name, str(model.version), key, value)
         for name, figures in per_prompt.items():
-            version = v.prompt_refs[name]["version"]
+            version = v.locked.prompts[name].version
             prompt_failed = any(f.startswith(f"reports/prompts/{name}/") for f in failures)
             mlflow.genai.set_prompt_version_tag(name, version, "staging.passed", str(not prompt_failed).lower())
             mlflow.genai.set_prompt_version_tag(name, version, "staging.deploy_id", service.deploy_id)
             for key in ("rouge_l", "exact_match", "pii_leak_rate", "latency_p95_s"):
                 mlflow.genai.set_prompt_version_tag(name, version, f"staging.{key}", str(figures[key]))
-    headline = ("accuracy", "r2", "rouge_l", "exact_match", "pii_leak_rate")
-    shown = ", ".join(f"{k}={x:.4g}" for k, x in metrics.items() if k.endswith(headline))
-    print(f"staging: {variant} {service.deploy_id}: {shown}")
-    for failure in failures:
-        print(f"staging: FAILED {failure}")
-    print(f"staging: {'passed' if passed else 'failed'} -> {REPORT}, tags staging.* on the versions")
-    return 0 if passed else 1
+    return report

@@ -12,12 +12,11 @@ main).
 prompts/<name>.yaml in Git when no registry is reachable; conf/llm says which model answers.
 {%- endif %}
 The service (`make serve`, `lockstep serve`) serves the versions pinned in deploy.lock.json and
-calls prepare_rows below on every request's rows.
+calls this project's hooks (hooks.py); predict here prepares the rows with the same prepare_rows.
 """
 
 import argparse
 import sys
-from functools import cache
 from pathlib import Path
 
 from lockstep.config import StageError, load
@@ -28,15 +27,7 @@ from lockstep.prompts import load_prompt
 from lockstep.registry import load_model
 from lockstep.tabular import read_table
 
-
-@cache
-def target() -> str:
-    return load("data")[0].target
-
-
-def prepare_rows(rows):
-    """The features the model predicts from: the rows given, less the target if they carry it."""
-    return rows.drop(columns=[target()], errors="ignore")
+from {{ cookiecutter.package_name }}.hooks import prepare_rows
 
 
 def predict(csv: str, alias: str) -> list:

@@ -1,19 +1,20 @@
 """`lockstep monitor`: judge the last M windows of the inference log against the training reference,
 write reports/monitor/{metrics.json, report.html}, tag the serving versions in the registry, and
-request retraining (reports/monitor/retrain.json, exit status 4) when at least N of the last M
-windows breach and the latest does."""
+request retraining (reports/monitor/retrain.json) when at least N of the last M windows breach and
+the latest does."""
 
 from __future__ import annotations
 
 import json
-import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lockstep.monitor.log import describe, is_postgres
-
-RETRAIN_EXIT = 4  # a retraining request was written: CI reproduces and opens a pull request
+from lockstep.config import Params
+from lockstep.deploy_lock import DeployLock, ModelRef
+from lockstep.inference_log import describe, is_postgres
+from lockstep.settings import MonitorConfig
 
 
 def _iso(ts: float) -> str:
@@ -25,7 +26,7 @@ def logged_rows(store: str | Path) -> dict[str, tuple[Any, Any]]:
     out), one row per input row: {variant: (inputs with ts, predictions)}."""
     import pandas as pd
 
-    from lockstep.monitor.log import read_log
+    from lockstep.inference_log import read_log
 
     by_variant: dict[str, tuple[list[Any], list[Any], list[float]]] = {}
     for record in read_log(store):
@@ -43,33 +44,29 @@ def logged_rows(store: str | Path) -> dict[str, tuple[Any, Any]]:
     return result
 
 
-def reference_predictions(params_file: Path, model_ref: dict[str, Any], features: Any) -> Any:
+def reference_predictions(params: Params, model_ref: ModelRef, features: Any) -> Any:
     """A variant's model's predictions on the reference, through the project's prepare_rows hook."""
-    import importlib
-
     import mlflow
     import pandas as pd
 
-    from lockstep.serve.config import deploy_config
+    from lockstep.hooks import load_hooks
     from lockstep.tracking import mlflow_client
 
-    deploy = deploy_config(params_file)
-    hooks = importlib.import_module(deploy.app) if deploy.app else None
-    prepare = getattr(hooks, "prepare_rows", None)
+    prepare = load_hooks(params.deploy.hooks).prepare_rows
     with mlflow_client():
-        model = mlflow.pyfunc.load_model(f"models:/{model_ref['name']}/{model_ref['version']}")
+        model = mlflow.pyfunc.load_model(model_ref.uri)
     out = model.predict(prepare(features) if prepare else features)
     return pd.Series(out.tolist() if hasattr(out, "tolist") else list(out), name="prediction")
 
 
-def prompt_checks(cfg: Any, params: dict[str, Any], variant: str, since: float, until: float) -> dict[str, Any]:
+def prompt_checks(cfg: MonitorConfig, params: Params, variant: str, since: float, until: float) -> dict[str, Any]:
     """Each prompt's answers logged by one variant in [since, until) against its golden-set baseline."""
+    from lockstep.inference_log import read_log
     from lockstep.monitor.checks import prompt_quality
-    from lockstep.monitor.log import read_log
 
-    paths = params.get("paths", {})
-    reports = Path(paths.get("prompt_reports", "reports/prompts"))
-    outputs = Path(paths.get("prompt_outputs", "data/prompt_outputs"))
+    paths = params.paths
+    reports = (paths and paths.prompt_reports) or Path("reports/prompts")
+    outputs = (paths and paths.prompt_outputs) or Path("data/prompt_outputs")
     by_name: dict[str, list[dict[str, Any]]] = {}
     for record in read_log(cfg.store, since, until):
         if record["endpoint"] == "prompt" and record["variant"] == variant and not record["error"]:
@@ -86,7 +83,7 @@ def prompt_checks(cfg: Any, params: dict[str, Any], variant: str, since: float, 
     return results
 
 
-def tag_versions(lock: dict[str, Any], tags_by_variant: dict[str, dict[str, str]]) -> list[str]:
+def tag_versions(lock: DeployLock, tags_by_variant: dict[str, dict[str, str]]) -> list[str]:
     """Each variant's tags on the model version it serves (the stable variant's last, so it wins
     when both serve the same version); the versions tagged, as name/version."""
     from lockstep.tracking import mlflow_client
@@ -95,10 +92,10 @@ def tag_versions(lock: dict[str, Any], tags_by_variant: dict[str, dict[str, str]
     tagged = set()
     with mlflow_client() as client:
         for variant in order:
-            model = lock["variants"][variant]["model"]
+            model = lock.variants[variant].model
             for key, value in tags_by_variant[variant].items():
-                client.set_model_version_tag(model["name"], str(model["version"]), key, value)
-            tagged.add((model["name"], int(model["version"])))
+                client.set_model_version_tag(model.name, str(model.version), key, value)
+            tagged.add((model.name, model.version))
     return [f"{name}/{version}" for name, version in sorted(tagged)]
 
 
@@ -124,12 +121,12 @@ def judge(
     return windows
 
 
-def variant_summary(windows: list[dict[str, Any]], model: dict[str, Any]) -> dict[str, Any]:
+def variant_summary(windows: list[dict[str, Any]], model: ModelRef) -> dict[str, Any]:
     """A variant's result: its latest judged window's figures, the latest window's failing signals."""
     judged = [w for w in windows if w["judged"]]
     last = judged[-1] if judged else {"drift_share": 0.0, "prediction_psi": 0.0, "rows": 0}
     return {
-        "model": f"{model['name']}/{model['version']}", "windows_judged": len(judged),
+        "model": f"{model.name}/{model.version}", "windows_judged": len(judged),
         "breaches": sum(w["breach"] for w in windows), "drift_share": last["drift_share"],
         "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": windows[-1]["failing"],
         "drifted_features": last.get("drifted_features", []),
@@ -151,38 +148,50 @@ def combine(by_variant: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]
     return combined
 
 
-def monitor(params_file: Path, now: float | None = None, registry: bool = True, cfg: Any = None) -> int:
+@dataclass
+class Verdict:
+    """What `lockstep monitor` found: the summary written to metrics.json, each variant's, the
+    versions tagged, and the retraining request when one was written."""
+
+    summary: dict[str, Any]
+    variants: dict[str, dict[str, Any]]
+    tagged: list[str]
+    request: Path | None
+
+
+def monitor(
+    params: Params, now: float | None = None, registry: bool = True, cfg: MonitorConfig | None = None
+) -> Verdict:
+    """The last windows_m windows judged, the reports written, the versions tagged (unless registry is
+    False), retrain.json written when retraining is due (removed when it is not)."""
     import time
 
     import pandas as pd
 
-    from lockstep.config import StageError, read_params
+    from lockstep.config import StageError
+    from lockstep.deploy_lock import read_lock
     from lockstep.monitor.checks import retrain_due
-    from lockstep.monitor.config import MonitorConfig, monitor_config
     from lockstep.monitor.report import write_report
-    from lockstep.serve.config import deploy_config
-    from lockstep.serve.lock import read_lock
 
-    cfg = cfg or monitor_config(params_file) or MonitorConfig()
-    params = read_params(params_file)
+    cfg = cfg or params.monitor or MonitorConfig()
     if not is_postgres(cfg.store) and not Path(cfg.store).exists():
         raise StageError(f"no inference log at {cfg.store}: serve with conf/monitor (make serve) first")
     if not cfg.reference.exists():
         raise StageError(f"no reference at {cfg.reference}: run the pipeline first (make repro)")
-    target = cfg.target or params.get("data", {}).get("target")
+    target = cfg.target or (params.data.target if params.data else None)
     reference = pd.read_parquet(cfg.reference).drop(columns=[target] if target else [], errors="ignore")
-    lock = read_lock(deploy_config(params_file).lock_file)
-    logged = {v: rows for v, rows in logged_rows(cfg.store).items() if v in lock["variants"]}
+    lock = read_lock(params.deploy.lock_file)
+    logged = {v: rows for v, rows in logged_rows(cfg.store).items() if v in lock.variants}
     if not logged:
-        raise StageError(f"{describe(cfg.store)} holds no predictions of deployment {lock['deploy_id']}'s variants yet")
+        raise StageError(f"{describe(cfg.store)} holds no predictions of deployment {lock.deploy_id}'s variants yet")
     now = time.time() if now is None else now
     latest = max(int(frame["_ts"].max() // cfg.window_s) for frame, _ in logged.values())
     first = latest - cfg.windows_m + 1
     variants: dict[str, dict[str, Any]] = {}
     for name in sorted(logged, key=lambda v: (v != "stable", v)):  # stable first
         current, predictions = logged[name]
-        model = lock["variants"][name]["model"]
-        ref_predictions = reference_predictions(params_file, model, reference)
+        model = lock.variants[name].model
+        ref_predictions = reference_predictions(params, model, reference)
         windows = judge(cfg, reference, ref_predictions, current, predictions, first, latest)
         prompts = prompt_checks(cfg, params, name, latest * cfg.window_s, (latest + 1) * cfg.window_s)
         prompt_failing = [f"prompt:{p}:{signal}" for p, r in prompts.items() for signal in r["failing"]]
@@ -224,22 +233,10 @@ def monitor(params_file: Path, now: float | None = None, registry: bool = True, 
     request = cfg.out / "retrain.json"
     if retrain:
         reason = f"{sum(breaches)} of the last {len(windows)} windows breach ({failing} in the latest)"
-        record = {"requested_at": summary["last_check"], "reason": reason, "deploy_id": lock["deploy_id"],
+        record = {"requested_at": summary["last_check"], "reason": reason, "deploy_id": lock.deploy_id,
                   "versions": tagged, "windows": [{k: w.get(k) for k in ("start", "rows", "breach", "failing")}
                                                   for w in windows]}  # fmt: skip
         request.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     else:
         request.unlink(missing_ok=True)
-    psi = main["prediction_psi"]
-    per_variant = "; ".join(
-        f"{name} ({v['summary']['model']}): drift share {v['summary']['drift_share']:.2f},"
-        f" prediction PSI {v['summary']['prediction_psi']:.3f}"
-        for name, v in variants.items()
-    )
-    tagged_note = f"; tagged {', '.join(tagged)}" if tagged else ""
-    print(f"monitor: {summary['windows_judged']} of {len(windows)} windows judged; latest {per_variant};"
-          f" failing: {failing}; {sum(breaches)} breach(es){tagged_note}")  # fmt: skip
-    if retrain:
-        print(f"monitor: retraining requested ({request}); exit {RETRAIN_EXIT}")
-        return RETRAIN_EXIT
-    return 0 if math.isfinite(psi) else 1
+    return Verdict(summary, {name: v["summary"] for name, v in variants.items()}, tagged, request if retrain else None)

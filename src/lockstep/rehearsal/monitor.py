@@ -1,5 +1,5 @@
-"""`lockstep monitor-rehearsal [--shift FEATURE:+2sd]`: serve the locked versions on loopback with
-an inference log of its own, send windows_m windows of traffic drawn from the test split (each
+"""`lockstep monitor-rehearsal [--shift FEATURE:+2sd]` (make monitor-rehearsal): serve the locked
+versions on loopback with an inference log of its own, send windows_m windows of traffic drawn from the test split (each
 window min_rows rows or the whole split, whichever is larger; shifted when asked), then judge
 them as `lockstep monitor` would. Time is virtual: each window's requests are stamped inside that
 window, so the rehearsal takes seconds. Nothing is tagged in the registry; the outputs go to
@@ -8,10 +8,13 @@ reports/monitor/rehearsal/ and the log to monitor/rehearsal.db (both replaced ea
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockstep.config import StageError
+from lockstep.config import Params, StageError
+from lockstep.monitor.judge import Verdict
+from lockstep.settings import MonitorConfig
 
 SHIFT = re.compile(r"(?P<feature>[^:]+):(?P<amount>[+-]\d+(?:\.\d+)?)sd")
 BATCH = 50  # rows per request
@@ -26,18 +29,27 @@ def parse_shift(spec: str | None) -> tuple[str, float] | None:
     return m["feature"], float(m["amount"])
 
 
-def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path | None = None) -> int:
+@dataclass
+class Outcome:
+    """The traffic a rehearsal sent, and the monitor's verdict on it."""
+
+    windows: int
+    rows: int
+    shifted: str  # what was sent: the test split, unshifted, or which feature shifted by how much
+    failed: int  # requests that did not answer 200
+    verdict: Verdict
+
+
+def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | None = None) -> Outcome:
     import pandas as pd
 
-    from lockstep.config import read_params
-    from lockstep.monitor.command import monitor
-    from lockstep.monitor.config import MonitorConfig, monitor_config
-    from lockstep.monitor.log import InferenceLog, is_postgres
-    from lockstep.serve.app import Running, build
+    from lockstep.inference_log import InferenceLog, is_postgres
+    from lockstep.monitor.judge import monitor
     from lockstep.serve.client import Client
+    from lockstep.serve.server import Running, build
 
     shift = parse_shift(shift_spec)
-    base = monitor_config(params_file) or MonitorConfig()
+    base = params.monitor or MonitorConfig()
     # a SQLite file of its own beside production's (or in monitor/ when production's is PostgreSQL)
     local = Path("monitor/inference.db") if is_postgres(base.store) else Path(base.store)
     log = local.with_name("rehearsal.db")
@@ -45,8 +57,7 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
     test_file = base.reference.with_name("test.parquet")
     if not test_file.exists():
         raise StageError(f"no test split at {test_file}: run the pipeline first (make repro)")
-    params = read_params(params_file)
-    target = base.target or params.get("data", {}).get("target")
+    target = base.target or (params.data.target if params.data else None)
     test = pd.read_parquet(test_file).drop(columns=[target] if target else [], errors="ignore")
     if shift:
         feature, amount = shift
@@ -56,7 +67,7 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
         test[feature] = test[feature] + amount * scale
     for path in (log, log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm")):
         path.unlink(missing_ok=True)
-    app, service = build(params_file, lock_file, log=False)
+    app, service = build(params, lock_file, log=False)
     service.log = InferenceLog(log, 1.0, cfg.queue_size, service.metrics.log_dropped.inc)
     rows = max(cfg.min_rows, len(test))
     clock: dict[str, Any] = {"now": 0.0}
@@ -74,5 +85,5 @@ def rehearsal(params_file: Path, shift_spec: str | None = None, lock_file: Path 
                 failed += status != 200
     service.close()
     what = f"{shift[0]} shifted by {shift[1]:+g} sd" if shift else "the test split, unshifted"
-    print(f"monitor-rehearsal: {cfg.windows_m} windows of {rows} rows from {what}; {failed} failed request(s)")
-    return monitor(params_file, now=clock["now"], registry=False, cfg=cfg)
+    verdict = monitor(params, now=clock["now"], registry=False, cfg=cfg)
+    return Outcome(cfg.windows_m, rows, what, failed, verdict)

@@ -1,4 +1,4 @@
-"""The lock check: dvc.lock must be what the committed code, params, data and prompts produce.
+"""The dvc.lock freshness check: dvc.lock must be what the committed code, params, data and prompts produce.
 
     lockstep check-lock                # make check-lock
     lockstep check-lock --reproduced   # make repro-ci, after re-running the stages
@@ -12,7 +12,6 @@ not make (bytes pushed to the DVC remote by hand) is refused.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +34,11 @@ def stale_stages(status: dict[str, Any]) -> dict[str, list[str]]:
     return {stage: reasons for stage, reasons in stale.items() if reasons and not stage.endswith(".dvc")}
 
 
-def check_lock() -> int:
-    """0 when dvc.lock is current; else each stale stage, and the command that fixes them."""
+def check() -> dict[str, list[str]] | None:
+    """Each stale stage and why ({} when dvc.lock is current); None when no dvc.lock is committed yet."""
     if not Path("dvc.lock").exists():
-        print("dvc.lock: none committed yet, so nothing can be stale; the pipeline is reproduced from scratch")
-        return 0
-    stale = stale_stages(dvc_json("status"))
-    if not stale:
-        print("dvc.lock matches the committed code, params, data and prompts")
-        return 0
-    for stage, reasons in stale.items():
-        print(f"  {stage}: {', '.join(reasons)}", file=sys.stderr)
-    targets = " ".join(sorted(stale))
-    print(
-        f"error: dvc.lock is stale for {len(stale)} stage(s); run `dvc repro {targets}` and commit dvc.lock",
-        file=sys.stderr,
-    )
-    return 1
+        return None
+    return stale_stages(dvc_json("status"))
 
 
 REPRODUCED = ("prepare", "train")  # what CI re-runs: the split the model is measured on, and the model
@@ -63,16 +50,16 @@ def cached_outs(lock: dict[str, Any], stage: str) -> dict[str, str]:
     return {o["path"]: o.get("md5", "") for o in entry.get("outs", []) if o.get("md5") and o.get("cache", True)}
 
 
-def check_reproduced(stages: tuple[str, ...] = REPRODUCED) -> int:
-    """0 when the stages just re-run made the bytes the committed dvc.lock names; else each difference."""
+def check_reproduced(stages: tuple[str, ...] = REPRODUCED) -> list[str] | None:
+    """What the stages just re-run made that differs from the bytes the committed dvc.lock names ([] when
+    nothing does); None when no dvc.lock is committed yet."""
     import yaml
 
     from lockstep.vcs import git
 
     committed_text = git("show", "HEAD:dvc.lock", check=False)
     if not committed_text:
-        print("reproduced: no dvc.lock committed yet, nothing to compare; the outputs are the ones just made")
-        return 0
+        return None
     committed = yaml.safe_load(committed_text) or {}
     current = yaml.safe_load(Path("dvc.lock").read_text(encoding="utf-8")) or {}
     differ = []
@@ -81,14 +68,4 @@ def check_reproduced(stages: tuple[str, ...] = REPRODUCED) -> int:
         for path, md5 in named.items():
             if made.get(path) != md5:
                 differ.append(f"{stage}: {path} reproduces as md5 {made.get(path, 'nothing')}, dvc.lock names {md5}")
-    if not differ:
-        print(f"reproduced: {', '.join(stages)} made the bytes the committed dvc.lock names")
-        return 0
-    for line in differ:
-        print(f"  {line}", file=sys.stderr)
-    print(
-        "error: the committed dvc.lock names outputs that the committed code and data do not make: they were not"
-        " reproduced here, so they are refused; run `dvc repro` and commit dvc.lock (training must be seeded)",
-        file=sys.stderr,
-    )
-    return 1
+    return differ

@@ -1,0 +1,170 @@
+"""The typed settings no pipeline stage reads: conf/gates, conf/deploy and conf/monitor.
+
+They sit in params.yaml with the pipeline's own sections today and are validated with them into
+one `lockstep.config.Params`; being apart, they can move to a settings file of their own. This
+module imports nothing from the rest of the toolkit (lockstep.config builds on it).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    """One rule of conf/gates: a metric (glob), which way is better, its limits."""
+
+    metric: str = Field(pattern=r"^[^:]+:.+$")  # "<metrics file>:<key>", globs allowed
+    direction: Literal["higher", "lower"]
+    min: float | None = None
+    max: float | None = None
+    max_regression: float | None = Field(default=None, ge=0)
+    max_regression_pct: float | None = Field(default=None, ge=0)
+    on_unreadable: Literal["fail", "pass"] = "fail"
+    tasks: list[Task] | None = None  # applies only when data.task is one of these; None: every task
+
+    def applies_to(self, task: str | None) -> bool:
+        return self.tasks is None or task is None or task in self.tasks
+
+    def matches(self, name: str) -> bool:
+        return fnmatch.fnmatchcase(name, self.metric)
+
+    def describe(self) -> str:
+        parts = [f"{self.direction} is better"]
+        parts += [f"min {self.min:g}"] if self.min is not None else []
+        parts += [f"max {self.max:g}"] if self.max is not None else []
+        worse = "drop" if self.direction == "higher" else "rise"
+        parts += [f"{worse} ≤ {self.max_regression:g}"] if self.max_regression is not None else []
+        parts += [f"{worse} ≤ {self.max_regression_pct:g}%"] if self.max_regression_pct is not None else []
+        return ", ".join(parts)
+
+
+class GatesConfig(_Strict):
+    """conf/gates: the rules the CI gate applies to the metrics."""
+
+    rules: list[Rule] = Field(min_length=1)
+
+
+class Thresholds(_Strict):
+    """What a canary window must show, compared with the SLA and with stable."""
+
+    min_samples: int = Field(default=50, gt=0)  # fewer requests on either arm: inconclusive, hold
+    sla_p95_ms: float = Field(default=500.0, gt=0)  # canary p95 above this: rollback at once
+    max_p95_ratio: float = Field(default=1.5, gt=0)  # canary p95 / stable p95 ...
+    p95_slack_ms: float = Field(default=20.0, ge=0)  # ... ignored while the difference is below this
+    max_error_rate_increase: float = Field(default=0.01, ge=0)  # canary minus stable, as a share
+    max_error_rate: float = Field(default=0.2, ge=0)  # canary error rate above this: rollback at once
+    max_quality_failure_increase: float = Field(default=0.02, ge=0)  # empty, invalid, schema, PII
+
+
+class Resources(_Strict):
+    """A pod's CPU and memory, as Kubernetes writes them."""
+
+    cpu: str = "500m"
+    memory: str = "1Gi"
+
+
+class KubernetesConfig(_Strict):
+    """What `lockstep deploy manifests` needs beyond the canary's settings: names, sizes, Prometheus."""
+
+    name: str | None = Field(default=None, pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")  # else the model's name
+    replicas: int = Field(default=2, gt=0)  # Argo splits traffic by replica count without a traffic router
+    port: int = Field(default=8000, gt=0, lt=65536)
+    prometheus: str = "http://prometheus-operated.monitoring.svc:9090"  # what the AnalysisTemplate queries
+    secret: str | None = None  # a Secret given to the pods as environment (MLFLOW_TRACKING_URI, LLM key)
+    requests: Resources = Resources(cpu="250m", memory="512Mi")
+    limits: Resources = Resources(cpu="1", memory="1Gi")
+
+
+class DeployConfig(_Strict):
+    """conf/deploy: the lock file, the canary's steps and windows, and its thresholds."""
+
+    lock_file: Path = Path("deploy.lock.json")
+    decisions: Path = Path("deploy/decisions.jsonl")
+    stable_alias: str = "champion"
+    canary_alias: str = "challenger"
+    steps: list[float] = Field(default_factory=lambda: [10.0, 25.0, 50.0, 100.0], min_length=1)
+    window_s: float = Field(default=3600.0, gt=0)
+    rehearsal_window_s: float = Field(default=5.0, gt=0)  # make canary-rehearsal's windows
+    failure_limit: int = Field(default=2, gt=0)  # failed windows before rollback
+    max_windows: int = Field(default=100, gt=0)  # inconclusive windows included: then roll back
+    shadow: bool = False  # mirror stable's requests to the canary and discard its answers
+    thresholds: Thresholds = Thresholds()
+    # The project's hooks module (lockstep.hooks.ProjectHooks: prepare_rows, answer), e.g. <package>.hooks
+    hooks: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+    kubernetes: KubernetesConfig = KubernetesConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "app" in data:
+            raise ValueError("app was renamed hooks: write `hooks: <package>.hooks` (the module of your hooks)")
+        return data
+
+
+class DriftThresholds(_Strict):
+    """When a feature, the predictions and the dataset count as drifted (Evidently's defaults)."""
+
+    small_reference: int = Field(default=1000, gt=0)  # reference rows <= this: K-S and chi-square
+    ks_p_value: float = Field(default=0.05, gt=0, lt=1)  # numeric, small reference: drift when p < this
+    chi2_p_value: float = Field(default=0.05, gt=0, lt=1)  # categorical, small reference
+    wasserstein: float = Field(default=0.1, gt=0)  # numeric, large reference: normed distance >= this
+    jensen_shannon: float = Field(default=0.1, gt=0)  # categorical, large reference
+    psi: float = Field(default=0.2, gt=0)  # predictions: population stability index >= this
+    drift_share: float = Field(default=0.5, gt=0, le=1)  # dataset drift: drifted features' share >= this
+    categorical_max_unique: int = Field(default=5, ge=1)  # numeric columns with at most this many values
+
+
+class PromptThresholds(_Strict):
+    """A prompt's answers in the latest window against its golden-set baseline (reports/prompts)."""
+
+    min_answers: int = Field(default=20, gt=0)  # fewer logged answers of a prompt: not judged
+    max_length_change: float = Field(default=0.5, ge=0)  # mean answer words vs the golden outputs', relative
+    max_refusal_increase: float = Field(default=0.05, ge=0)  # share of answers that refuse, minus the baseline's
+    max_schema_failure_increase: float = Field(default=0.05, ge=0)  # empty, invalid or schema-failing answers
+    max_pii_increase: float = Field(default=0.0, ge=0)  # answers with PII, minus the golden set's pii_leak_rate
+
+
+class MonitorConfig(_Strict):
+    """conf/monitor: what the service logs, and how `lockstep monitor` judges the windows."""
+
+    log: str = "monitor/inference.db"  # SQLite file, or postgresql://user@host:port/db (no password)
+    log_url_env: str = "LOCKSTEP_MONITOR_LOG"  # a variable that, when set, names the log instead (a secret)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests logged
+    queue_size: int = Field(default=10000, gt=0)  # records waiting for the writer; beyond: dropped, counted
+    reference: Path = Path("data/prepared/train.parquet")  # the training data, as prepared
+    target: str | None = None  # the label column of the reference (left out of the comparison)
+    out: Path = Path("reports/monitor")  # metrics.json, report.html, history.jsonl, retrain.json
+    window_s: float = Field(default=86400.0, gt=0)  # one monitoring window
+    min_rows: int = Field(default=100, gt=0)  # fewer logged rows in a window: not judged
+    breaches_n: int = Field(default=2, gt=0)  # retrain when at least N ...
+    windows_m: int = Field(default=5, gt=0)  # ... of the last M windows breach, the latest included
+    drift: DriftThresholds = DriftThresholds()
+    prompts: PromptThresholds = PromptThresholds()
+
+    @field_validator("log")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        if "://" in value and urlsplit(value).password is not None:
+            raise ValueError(
+                "a password in the log's URL would be committed: leave it out and set PGPASSWORD"
+                " (or ~/.pgpass), or give the whole URL in the variable named by log_url_env"
+            )
+        return value
+
+    @property
+    def store(self) -> str:
+        """Where the log is: $<log_url_env> when set, else `log` (a SQLite file or a PostgreSQL URL)."""
+        return os.environ.get(self.log_url_env) or self.log
