@@ -241,6 +241,11 @@ def test_approval_times_are_read_as_regopy_reads_them() -> None:
     )
     assert document["approval"] == {"by": "Ada", "at": "2026-11-26T00:10:00+00:00"}
     assert document["lineage"]["git_dirty"] is True and document["gate"] == {
-        "ran": False, "base": None, "head": None, "verdict": None, "pending": [], "failures": []
+        "ran": False,
+        "base": None,
+        "head": None,
+        "verdict": None,
+        "pending": [],
+        "failures": [],
     }
     assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])
