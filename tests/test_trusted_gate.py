@@ -61,7 +61,7 @@ def pushed(project: Path, name: str, *edits: tuple[str, str, str], message: str 
 
 
 def gate(project: Path, base: str = "main") -> tuple[int, str, dict]:
-    result = sh(project, "make", "gate", f"BASE={base}", check=False)
+    result = sh(project, "lockstep", "gate", "--base", base, check=False)  # make would turn every failure into 2
     out = project / "reports" / "gate"
     report = (out / "report.md").read_text() if (out / "report.md").exists() else result.stdout + result.stderr
     checks = json.loads((out / "checks.json").read_text()) if (out / "checks.json").exists() else {}
@@ -83,8 +83,9 @@ def test_a_change_to_what_it_is_measured_on_is_measured_on_the_bases_split(proje
     # Way 2: another seed gives the worse model a friendlier test split
     pushed(project, "friendly-seed", REGRESS, ("conf/data/breast_cancer.yaml", "seed: 42", "seed: 18"))
     code, report, checks = gate(project)
-    assert code == 1 and checks["verdict"] == "fail"
-    assert "❌ regressed by" in line(report, "reports/metrics.json:accuracy")
+    # Trained on another split, the model has seen some of the base's test rows: whatever the figures,
+    # the change is never a pass, and the report names the new split for a person to judge.
+    assert code in (1, 3) and checks["verdict"] in ("fail", "pending_review") and checks["evaluated_by"] == "base"
     assert "- `data.seed` 42 → 18" in report and checks["pending"] == ["`data.seed` 42 → 18"]
 
 
@@ -115,12 +116,12 @@ def test_a_golden_set_cut_to_its_easy_cases_fails(project: Path) -> None:
 def test_tests_that_edit_the_installed_gate_cannot_judge(project: Path) -> None:
     # Way 3: the change's own conftest patches the gate during `make test`, which ran before `make gate`
     git(project, "checkout", "-q", "-B", "patched-gate", "main")
-    gate_py = sh(project, "python", "-c", "import lockstep.gate as g; print(g.__file__)").stdout.strip()
+    gate_py = sh(project, "python", "-c", "import lockstep.commands.gate as g; print(g.__file__)").stdout.strip()
     conftest = project / "tests" / "conftest.py"
     patch = (
         '\n\n@pytest.fixture(autouse=True, scope="session")\ndef _speed_up() -> None:\n'
-        "    import lockstep.gate\n\n    gate = Path(lockstep.gate.__file__)\n"
-        "    gate.write_text(gate.read_text().replace('return {\"fail\": 1', 'return {\"fail\": 0'))\n"
+        "    import lockstep.commands.gate\n\n    gate = Path(lockstep.commands.gate.__file__)\n"
+        "    gate.write_text(gate.read_text().replace('\"fail\": ExitCode.FAILED', '\"fail\": ExitCode.OK'))\n"
     )  # every verdict a pass, as the ruff-clean fixture a branch could carry
     original = Path(gate_py).read_bytes()
     try:
@@ -133,7 +134,7 @@ def test_tests_that_edit_the_installed_gate_cannot_judge(project: Path) -> None:
         assert result.returncode != 0
         out = result.stdout + result.stderr
         assert "error: gate: the environment was changed after it was installed" in out
-        assert "lockstep/gate.py: changed" in out and "gate: passed" not in out
+        assert "lockstep/commands/gate.py: changed" in out and "gate: passed" not in out
     finally:
         Path(gate_py).write_bytes(original)
 
@@ -181,13 +182,15 @@ def test_promotion_needs_a_decision_on_the_versions_own_commit(project: Path) ->
     checks = project / "reports" / "gate" / "checks.json"
     data = json.loads(checks.read_text())
     checks.write_text(json.dumps(data | {"head": "f" * 40}))  # the gate's results of another commit
-    result = sh(project, "make", "promote", check=False, env=env)
+    result = sh(project, "lockstep", "promote", check=False, env=env)
     assert result.returncode == 1
     assert f"deny: the gate's results are for commit {'f' * 40}, the version was registered from" in result.stdout
     # The denied version cannot be locked as stable, even with champion moved to it by hand
     record = json.loads((project / "reports" / "registration.json").read_text())
-    move = ("import mlflow; c = mlflow.MlflowClient('sqlite:///mlflow.db');"
-            f" c.set_registered_model_alias('support_insights', 'champion', '{record['version']}')")  # fmt: skip
+    move = ("import mlflow; mlflow.set_tracking_uri('sqlite:///mlflow.db'); c = mlflow.MlflowClient();"
+            f" c.set_registered_model_alias('support_insights', 'champion', '{record['version']}');"
+            f" [mlflow.genai.set_prompt_alias(n, alias='champion', version=v)"
+            f" for n, v in {record['prompts']!r}.items()]")  # fmt: skip
     sh(project, "python", "-c", move)
     lock = sh(project, "make", "deploy-lock", check=False)
     assert lock.returncode != 0 and "deploy lock: refused: stable (@champion)" in lock.stderr

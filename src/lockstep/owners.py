@@ -27,23 +27,21 @@ def tracked(root: Path) -> list[str]:
     return [f for f in out.split("\0") if f]
 
 
-def stage_dependencies(root: Path) -> set[str]:
-    """Every file a stage of dvc.yaml depends on, as DVC resolves it (a data file by its .dvc pointer)."""
+def stage_files(root: Path) -> tuple[set[str], set[str]]:
+    """Every file or folder a stage of dvc.yaml depends on, as DVC resolves it (a data file by its .dvc
+    pointer), and every one a stage writes (metrics and reports a later stage reads are outputs, not inputs)."""
     from dvc.repo import Repo
 
-    found: set[str] = set()
+    def relative(path: str) -> str | None:
+        try:
+            return Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return None
+
     with Repo(str(root)) as repo:
-        for stage in repo.index.stages:
-            for dep in stage.deps:
-                if getattr(dep, "fs_path", None) is None or not hasattr(dep, "def_path"):
-                    continue
-                path = Path(dep.fs_path)
-                try:
-                    relative = path.resolve().relative_to(root.resolve()).as_posix()
-                except ValueError:
-                    continue
-                found.add(relative)
-    return found
+        outs = {r for out in repo.index.outs if (r := relative(out.fs_path))}
+        deps = {r for stage in repo.index.stages for d in stage.deps if (r := relative(getattr(d, "fs_path", "")))}
+    return deps - outs, outs
 
 
 def prompts_dir(root: Path) -> str | None:
@@ -66,9 +64,10 @@ def feeding(root: Path) -> list[str]:
     files = tracked(root)
     always = pathspec.GitIgnoreSpec.from_lines(ALWAYS)
     judged = prompts_dir(root)
-    deps = {d for d in stage_dependencies(root) if not (judged and (d == judged or d.startswith(judged + "/")))}
+    deps, outs = stage_files(root)
+    deps = {d for d in deps if not (judged and (d == judged or d.startswith(judged + "/")))}
     chosen = set()
-    for f in files:
+    for f in (f for f in files if not any(f == o or f.startswith(o.rstrip("/") + "/") for o in outs)):
         if always.match_file(f) or f in deps or any(f.startswith(d.rstrip("/") + "/") for d in deps):
             chosen.add(f)
         if f.endswith(".dvc") and f.removesuffix(".dvc") in deps:

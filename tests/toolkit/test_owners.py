@@ -24,6 +24,13 @@ DVC_YAML = """stages:
     cmd: lockstep prompts answer triage
     deps:
       - prompts/triage.yaml
+  register:
+    cmd: lockstep register
+    deps:
+      - reports/metrics.json
+    metrics:
+      - reports/metrics.json:
+          cache: false
 """
 FILES = {
     "dvc.yaml": DVC_YAML,
@@ -35,6 +42,7 @@ FILES = {
     "data/raw/table.csv.dvc": "outs:\n- md5: d41d8cd98f00b204e9800998ecf8427e\n  size: 0\n  path: table.csv\n",
     "prompts/triage.yaml": "name: triage\n",
     "README.md": "",
+    "reports/metrics.json": "{}",
 }
 OWNERS = "/dvc.yaml @team\n/params.yaml @team\n/conf/ @team\n/src/pkg/stages/ @team\n*.dvc @team\n/lib/ @team\n"
 
@@ -56,6 +64,7 @@ def test_the_stages_inputs_and_the_fixed_list_feed_the_gate_but_not_the_prompts(
     assert {"dvc.yaml", "params.yaml", "conf/model/lr.yaml", "src/pkg/stages/train.py", "lib/helpers.py"} <= set(files)
     assert "data/raw/table.csv.dvc" in files  # the data by its pointer
     assert "prompts/triage.yaml" not in files and "README.md" not in files  # judged, or beside the point
+    assert "reports/metrics.json" not in files  # committed, and read by a stage, but written by one
     assert unowned(project) == []
 
 

@@ -26,11 +26,8 @@ def test_binary_pipeline_writes_metrics_and_plots(workdir: Path) -> None:
     assert len(pd.read_parquet("data/prepared/train.parquet")) == 48
     assert metrics["accuracy"] > 0.8
     assert {"f1", "roc_auc", "latency_p95_ms", "model_size_bytes"} <= set(metrics)
-    assert sorted(p.name for p in Path("reports/plots").iterdir()) == [
-        "confusion.csv",
-        "precision_recall.csv",
-        "roc.csv",
-    ]
+    with_rows = [p.name for p in sorted(Path("reports/plots").iterdir()) if len(p.read_text().splitlines()) > 1]
+    assert with_rows == ["confusion.csv", "precision_recall.csv", "roc.csv"]  # the other tasks' hold a header only
 
 
 def test_every_classifier_in_conf_trains(workdir: Path) -> None:
