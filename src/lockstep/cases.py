@@ -90,9 +90,9 @@ class Cases:
     def __init__(self, read: Reader, paths: dict[str, Any], task: str | None, positive_class: str | None) -> None:
         self._read = read
         self._tables: dict[tuple[str, Side], pd.DataFrame | str | None] = {}
-        self.metrics_file = _posix(paths.get("metrics"))
-        self.plots_dir = _posix(paths.get("plots"))
-        self.prompt_reports = _posix(paths.get("prompt_reports"))
+        self.metrics_file = project_path(paths.get("metrics"))
+        self.plots_dir = project_path(paths.get("plots"))
+        self.prompt_reports = project_path(paths.get("prompt_reports"))
         self.task = task or "binary"
         self.positive_class = positive_class
 
@@ -180,7 +180,7 @@ class Cases:
         )
 
 
-def _posix(path: Any) -> str | None:
+def project_path(path: Any) -> str | None:
     """A configured path as the metric names spell it: relative to the project, with slashes."""
     if not path:
         return None

@@ -85,6 +85,24 @@ def _prompts(args: argparse.Namespace) -> int:
     return (prompt_eval.answer if args.action == "answer" else prompt_eval.evaluate)(args.name, args.params)
 
 
+def _aa(args: argparse.Namespace) -> int:
+    from lockstep.calibration import calibrate
+
+    result = calibrate(args.params, args.names, args.runs)
+    prompts = ", ".join(result.prompts)
+    print(f"aa: {result.runs} runs of {prompts}: {result.answers} answers, interleaved, in {result.seconds:.0f} s")
+    for name, (differ, total) in result.differing.items():
+        print(f"  {name}: {differ} of {total} answers differ between runs")
+    width = max(map(len, result.verdicts), default=0)
+    print(f"  {'check':{width}}  fail  inconclusive  pass")
+    for check, counts in result.verdicts.items():
+        print(f"  {check:{width}}  {counts['fail']:4}  {counts['inconclusive']:12}  {counts['pass']:4}")
+    rate = f"{100 * result.false_alarm_rate:.0f} %"
+    print(f"aa: false alarms: {result.failed} of {result.comparisons} comparisons ({rate}),"
+          f" inconclusive {result.inconclusive}, with the rules of {args.params}")  # fmt: skip
+    return 0
+
+
 def _samples(args: argparse.Namespace) -> int:
     from lockstep.samples import restore
 
@@ -141,6 +159,9 @@ def parser() -> argparse.ArgumentParser:
     sub = command("prompts", _prompts, "check prompts, answer a golden set, or score the answers")
     sub.add_argument("action", choices=["check", "answer", "evaluate"], help="what to do")
     sub.add_argument("name", nargs="?", help="a prompt in prompts/ (answer, evaluate)")
+    sub = command("aa", _aa, "A/A calibration: answer the prompts K times, report how often the gate's rules fail")
+    sub.add_argument("names", nargs="*", help="prompts of conf/prompts (default: all)")
+    sub.add_argument("--runs", type=int, default=3, help="runs of the same prompts and model (default: 3)")
     sub = command("platform", _platform, "start or stop MLflow, PostgreSQL and S3 on loopback; print the compose file",
                   params=False)  # fmt: skip
     sub.add_argument("action", choices=["up", "down", "compose"], help="what to do")
