@@ -9,6 +9,11 @@ case per rule and metric), metrics.txt (OpenMetrics, for GitLab) and checks.json
 metric and params change, what the promotion policies read), and exits 1 when a rule
 is broken, 2 when the comparison itself cannot be made. A value that cannot be read fails its
 rule unless the rule says `on_unreadable: pass`: a regression never passes silently.
+
+Where the cases behind a metric are at hand on both sides (lockstep.cases), a rule is judged on
+them, paired by id, with the statistics of lockstep.stats: PASS, FAIL, or INCONCLUSIVE (a
+warning that does not block), with Holm's adjustment across the comparisons. Elsewhere the
+single values are compared as `evaluate` does.
 """
 
 from __future__ import annotations
@@ -338,7 +343,9 @@ def settle(checks: list[Check]) -> None:
         verdict = c.verdict(p)
         why = f"{c.test}, p {p:.2g} after Holm across {len(pending)}"
         interval = f"90 % interval {check.interval}"
-        if verdict == Verdict.FAIL:
+        if verdict == Verdict.PASS:
+            check.notes.insert(0, c.test)
+        elif verdict == Verdict.FAIL:
             check.failures.append(f"worse by more than the allowed {c.allowed:.3g}: {interval} ({why})")
         elif verdict == Verdict.INCONCLUSIVE:
             beyond = f"includes a regression beyond the allowed {c.allowed:.3g}"
