@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ((), ("params",), ("check-lock",), ("gate",), ("register",), ("promote",), ("prompts",))
+COMMANDS = ((), ("params",), ("check-lock",), ("gate",), ("register",), ("promote",), ("prompts",), ("aa",))
 LOAD_MODEL = (
     "import time; t = time.perf_counter();"
     "from lockstep.config import LLMConfig; from lockstep.llm import backend;"

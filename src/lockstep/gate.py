@@ -468,7 +468,7 @@ def report(
     sections.append(Section(80, [f"\n### Plots\n\n{plots}\n"]))
     if footer:
         items = [f"{what}: {value}" for what, value in footer]
-        sections.append(Section(85, [" · ".join(items)], head="\n---\n<sub>", tail="</sub>\n"))
+        sections.append(Section(95, [" · ".join(items)], head="\n---\n<sub>", tail="</sub>\n"))
     sections.append(Section(100, [f"\n{verdict}\n"]))
     return fit(sections)
 

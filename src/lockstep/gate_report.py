@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 from lockstep.cases import Cases
-from lockstep.config import one_line
+from lockstep.config import one_line, redact
 
 BUDGET = 60_000  # characters: GitHub rejects comments over 65,536
 WORST = 5  # regressions shown per prompt
@@ -143,7 +144,8 @@ def read_answers(path: Path, rev: str | None) -> dict[str, dict[str, Any]] | str
 
             text = dvc.api.read(path.as_posix(), rev=rev, encoding="utf-8")
     except Exception as exc:  # DVC raises many kinds (no cache, no remote, no such output): all mean "not shown"
-        return one_line(f"{type(exc).__name__}: {exc}", 160)
+        why = re.sub(r"\b[a-z][a-z0-9+.-]*://\S+", lambda url: redact(url.group()), f"{type(exc).__name__}: {exc}")
+        return one_line(why, 160)  # a remote's URL with its password masked
     records = {}
     for line in text.splitlines():
         if line.strip():
@@ -163,8 +165,8 @@ def case_sections(cases: Cases, params: dict[str, Any], base_rev: str) -> list[S
     for name in names:
         table = f"{cases.prompt_reports}/{name}/cases.csv"
         head, base = cases.table(table, "head"), cases.table(table, "base")
-        if not hasattr(head, "columns") or not hasattr(base, "columns") or "id" not in base.columns:
-            continue
+        if not isinstance(head, pd.DataFrame) or not isinstance(base, pd.DataFrame) or "id" not in base.columns:
+            continue  # no cases on one side: nothing to pair
         both = head.set_index(head["id"].astype(str)).merge(
             base.set_index(base["id"].astype(str)), left_index=True, right_index=True, suffixes=("", "_base")
         )
@@ -182,7 +184,8 @@ def case_sections(cases: Cases, params: dict[str, Any], base_rev: str) -> list[S
         blocks = [entry(i, row, new_answers, old_answers, patterns) for i, row in worse[:WORST]]
         if len(worse) > WORST:
             blocks.append(f"{len(worse) - WORST} more: {', '.join(f'`{i}`' for i, _ in worse[WORST : WORST + 30])}\n\n")
-        sections.append(Section(70, blocks, head=title) if worse else Section(70, []))
+        if worse:
+            sections.append(Section(70, blocks, head=title))
         if better:
             summary = f"\n<details><summary>{len(better)} case(s) of <code>{name}</code> improved</summary>\n\n"
             rows = [f"- `{i}`: {changes(row)}\n" for i, row in better]

@@ -229,3 +229,14 @@ def test_a_whole_report_stays_within_the_limit() -> None:
     assert len(text) <= gate_report.BUDGET and text.startswith(gate.MARKER)
     assert text.rstrip().endswith("✅ **Gate passed**: 1 checks against `main`")
     assert "<sub>language model: `m.gguf` sha256 `abc` · response cache: none</sub>" in text
+
+
+def test_a_remote_that_cannot_be_read_is_named_without_its_password(tmp_path: Path, monkeypatch) -> None:
+    import dvc.api
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("cannot reach https://ci:s3cret-token@dvc.example.com/store")
+
+    monkeypatch.setattr(dvc.api, "read", unreachable)
+    why = gate_report.read_answers(tmp_path / "answers.jsonl", "abc123")
+    assert why == "ConnectionError: cannot reach https://ci:***@dvc.example.com/store"
