@@ -232,15 +232,15 @@ def judge(rule: Rule, metric: str, old: Value, new: Value, cases: Cases | None, 
     """Apply one rule to one metric, on its cases when both sides have them (module docstring of
     lockstep.stats), else on the single values as `evaluate` does. A paired comparison is left
     with its p-value for `apply_rules` to adjust across the gate's comparisons (Holm)."""
-    check = evaluate(rule, metric, old, new)
-    if cases is None or new.number is None:
-        return check
-    head = cases.head(metric)
+    head = cases.head(metric) if cases is not None and new.number is not None else None
     if not isinstance(head, tuple):
+        check = evaluate(rule, metric, old, new)
         check.notes += [f"judged on single values: {head}"] if head else []
         return check
     spec, frame = head
-    check.failures = [f for f in check.failures if f.startswith("base value")]  # judged again below
+    check = Check(rule, metric, old, new, [])
+    if old.number is None and old.problem != "absent" and rule.on_unreadable == "fail":
+        check.failures.append(f"base value {old.problem}")
     values = frame["value"].to_numpy()
     if rule.min is not None or rule.max is not None:
         judge_limits(check, spec, frame)
@@ -286,41 +286,39 @@ def judge_limits(check: Check, spec: Spec, frame: Any) -> None:
 def compare_cases(check: Check, paired: Paired, allowed: float, interleaved: bool) -> None:
     """The head's cases against the base's, by the metric's kind (lockstep.stats)."""
     rule, spec = check.rule, paired.spec
-    up = rule.direction == "higher"
-    base, head = paired.base.astype(float), paired.head
     if paired.new_ids or paired.gone_ids:
         check.notes.append(f"{len(paired.ids)} cases paired ({paired.new_ids} new, {paired.gone_ids} gone)")
-    if spec.kind == "safety":  # no statistics: any case newly bad beyond the allowance fails
-        newly = stats.newly_bad(base, head)
-        if newly > allowed * len(base) + 1e-9:
-            ids = ", ".join(paired.ids[(head.astype(bool)) & ~base.astype(bool)][:10])
-            check.failures.append(f"{newly} case(s) newly bad: {ids}")
-        return
-    if spec.kind == "latency":
-        if not interleaved or not check.metric.endswith("p50_s"):
-            why = "p95 is reported only" if interleaved else "base and head were not measured interleaved on one runner"
-            check.notes.append(f"latency change not judged: {why}")
-            return
-        median = float(np.median(base))
-        ratio = 1 + allowed / median if median > 0 else 1.0
-        check.comparison = stats.latency_ratio(base, head.astype(float), ratio)
-        c = check.comparison
-        check.interval = f"head p50 {math.exp(-c.high):.3g} to {math.exp(-c.low):.3g} times the base's"
-        return
-    if spec.kind == "binary":
-        good_base, good_head = (base, head) if up else (1 - base, 1 - head.astype(float))
-        check.comparison = stats.mcnemar(good_base, good_head, allowed)
-    elif spec.kind == "scores":
-        sign = 1 if up else -1
-        check.comparison = stats.paired_scores(sign * base, sign * head.astype(float), allowed)
-    else:
+    if spec.kind == "statistic":  # the rows' predictions (class names or values), the metric over all rows
         assert spec.statistic is not None and paired.actual is not None
         losses = tuple(row_loss(spec, paired.actual, side) for side in (paired.base, paired.head))
-        check.comparison = stats.paired_statistic(
-            spec.statistic, paired.actual, paired.base, paired.head, allowed, losses
-        )
-    c = check.comparison
-    low, high = (c.low, c.high) if up else (-c.high, -c.low)
+        c = stats.paired_statistic(spec.statistic, paired.actual, paired.base, paired.head, allowed, losses)
+    else:
+        base, head = paired.base.astype(float), paired.head.astype(float)
+        if spec.kind == "safety":  # no statistics: any case newly bad beyond the allowance fails
+            newly = stats.newly_bad(base, head)
+            if newly > allowed * len(base) + 1e-9:
+                ids = ", ".join(paired.ids[head.astype(bool) & ~base.astype(bool)][:10])
+                check.failures.append(f"{newly} case(s) newly bad: {ids}")
+            return
+        if spec.kind == "latency":
+            if not interleaved or not check.metric.endswith("p50_s"):
+                apart = "base and head were not measured interleaved on one runner"
+                why = "p95 is reported only" if interleaved else apart
+                check.notes.append(f"latency change not judged: {why}")
+                return
+            median = float(np.median(base))
+            check.comparison = stats.latency_ratio(base, head, 1 + allowed / median if median > 0 else 1.0)
+            c = check.comparison
+            check.interval = f"head p50 {math.exp(-c.high):.3g} to {math.exp(-c.low):.3g} times the base's"
+            return
+        up = rule.direction == "higher"
+        if spec.kind == "binary":
+            c = stats.mcnemar(base, head, allowed) if up else stats.mcnemar(1 - base, 1 - head, allowed)
+        else:
+            sign = 1 if up else -1
+            c = stats.paired_scores(sign * base, sign * head, allowed)
+    check.comparison = c
+    low, high = (c.low, c.high) if rule.direction == "higher" else (-c.high, -c.low)
     check.interval = f"[{low:+.3g}, {high:+.3g}]"
 
 

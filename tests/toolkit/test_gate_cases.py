@@ -165,6 +165,32 @@ def test_the_models_accuracy_pairs_test_rows_by_id(tmp_path: Path) -> None:
     assert [c.verdict for c in gate.apply_rules([rule, f1], same, "binary", cases)] == [Verdict.PASS] * 2
 
 
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_the_other_tasks_pair_their_rows_too(task: str) -> None:
+    rng = np.random.default_rng(1)
+    ids = [f"{i:016x}" for i in range(120)]
+    if task == "regression":
+        actual = rng.normal(10, 3, 120)
+        base = pd.DataFrame({"actual": actual, "predicted": actual + rng.normal(0, 0.5, 120), "id": ids})
+        head = base.assign(predicted=actual + rng.normal(0, 2.0, 120))  # a much worse regressor
+        rule = Rule(metric="reports/metrics.json:rmse", direction="lower", max_regression_pct=5)
+        file, test = "residuals.csv", "sign test: 120 of 120 rows changed"
+    else:
+        actual = rng.choice(["red", "green", "blue"], 120)
+        base = pd.DataFrame({"actual": actual, "predicted": actual, "id": ids})
+        head = base.assign(predicted=np.where(rng.random(120) < 0.3, "red", actual))  # a third called red
+        rule = Rule(metric="reports/metrics.json:f1_macro", direction="higher", max_regression=0.03)
+        file, test = "confusion.csv", "sign test: "
+    tables = {("base", f"reports/plots/{file}"): base, ("head", f"reports/plots/{file}"): head}
+    cases = Cases(lambda path, side: tables.get((side, path)), PATHS, task, None)
+    values = {rule.metric: (Value.of(1.0), Value.of(1.5))}
+    (check,) = gate.apply_rules([rule], values, task, cases)
+    assert check.verdict == Verdict.FAIL and test in check.failures[0], check.failures
+    same = {("base", f"reports/plots/{file}"): base, ("head", f"reports/plots/{file}"): base}
+    cases = Cases(lambda path, side: same.get((side, path)), PATHS, task, None)
+    assert gate.apply_rules([rule], values, task, cases)[0].verdict == Verdict.PASS
+
+
 def test_min_effect_must_exceed_the_allowed_regression() -> None:
     with pytest.raises(ValueError, match=r"min_effect 0.05 must be larger than max_regression 0.1"):
         Rule(metric="m.json:x", direction="higher", max_regression=0.1, min_effect=0.05)
