@@ -358,7 +358,7 @@ def planning(check: Check) -> str:
     if smallest is None:
         text = f"with {c.n} cases no regression is detected reliably"
     else:
-        cases = f" ({round(smallest * c.n)} of {c.n} cases)" if c.test.startswith("McNemar") else ""
+        cases = f" ({round(smallest * c.n)} of {c.n} cases)" if c.exact else ""
         text = f"with {c.n} cases it detects regressions of {smallest:.3g}{cases} or more (80 % of the time)"
     effect = check.rule.min_effect
     if effect is None:

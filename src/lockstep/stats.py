@@ -56,6 +56,7 @@ class Comparison:
     test: str  # how the bounds were found, for the report
     spread: float  # per-case standard deviation of the change: what the planning figures scale with
     changed: int  # cases whose value differs between base and head
+    exact: bool = False  # McNemar's: the planning figures are computed exactly, not approximated
 
     def verdict(self, p_adjusted: float | None = None) -> Verdict:
         p = self.p if p_adjusted is None else p_adjusted
@@ -102,7 +103,7 @@ def mcnemar(base: np.ndarray, head: np.ndarray, allowed: float = 0.0) -> Compari
         p = stats.binomtest(better, changed, null, alternative="less").pvalue if null > 0 else 1.0
     spread = math.sqrt(max(changed / n - estimate**2, 0.0))
     test = f"McNemar exact: {worse} worse, {better} better of {n}"
-    return Comparison(estimate, low, high, float(p), allowed, n, test, spread, changed)
+    return Comparison(estimate, low, high, float(p), allowed, n, test, spread, changed, exact=True)
 
 
 def mcnemar_power(n: int, worse: float, better: float, allowed: float = 0.0) -> float:
@@ -281,7 +282,7 @@ def detectable(c: Comparison) -> float | None:
     McNemar's is exact, assuming the cases that changed here keep changing and a regression adds
     changed cases; the others use the t-approximation of the paired mean. None: no spread was
     seen (nothing changed), or no regression at all could be detected with so few cases."""
-    if c.test.startswith("McNemar"):
+    if c.exact:
         churn = c.changed / c.n
         low, high = c.allowed, 1.0
 
@@ -306,7 +307,7 @@ def cases_needed(c: Comparison, effect: float, limit: int = 10_000_000) -> int |
     number of cases fails it), or no spread was seen."""
     if effect <= c.allowed:
         return None
-    if c.test.startswith("McNemar"):
+    if c.exact:
         churn = max(c.changed / c.n, effect)
         allowed = c.allowed
 
