@@ -10,6 +10,9 @@
    `lockstep <command> --help` for every command): target <= 0.2 s.
 
 4. The prompt track: model load time and seconds per golden case.
+5. The A/A false-alarm rate of the default gate rules: `lockstep aa --runs N` (default 3) in the
+   baked project answers the golden sets N times with the bundled model and judges every pair of
+   runs as a pull request; target <= 0.05 (the gate's one-sided alpha).
 
 Prints a table and writes build/benchmark.json; exits 1 when a target is missed.
 
@@ -48,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ((), ("params",), ("check-lock",), ("gate",), ("register",), ("promote",), ("prompts",))
+COMMANDS = ((), ("params",), ("check-lock",), ("gate",), ("register",), ("promote",), ("prompts",), ("aa",))
 LOAD_MODEL = (
     "import time; t = time.perf_counter();"
     "from lockstep.config import LLMConfig; from lockstep.llm import backend;"
@@ -332,6 +335,26 @@ def big_data(rows: int, runs: int) -> int:
     return 0 if ok_all else 1
 
 
+def aa(project: Path, env: dict[str, str], runs: int) -> list[Row]:
+    """`lockstep aa` in the baked project: how often the default rules fail when nothing changed."""
+    start = time.perf_counter()
+    command = [str(project / ".venv" / "bin" / "lockstep"), "aa", "--runs", str(runs)]
+    result = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    found = re.search(r"aa: false alarms: (\d+) of (\d+) comparisons", result.stdout)
+    if result.returncode or not found:
+        sys.exit(f"error: lockstep aa failed in {project}:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    failed, comparisons = map(int, found.groups())
+    differ = sum(int(n) for n in re.findall(r"(\d+) of \d+ answers differ between runs", result.stdout))
+    rate = failed / comparisons
+    return [
+        (f"A/A false-alarm rate, default rules ({runs} runs)", rate, 0.05, rate <= 0.05),
+        (f"  A/A comparisons ({runs} runs, ordered pairs)", comparisons, None, True),
+        ("  A/A answers that differ between runs", differ, None, True),
+        ("  A/A time (s)", elapsed, None, True),
+    ]
+
+
 def without_uv(path: str) -> str:
     """PATH without the directories that hold a uv binary: a machine with only Python."""
     return os.pathsep.join(d for d in path.split(os.pathsep) if d and not (Path(d) / "uv").exists())
@@ -368,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV (--big-data)")
     parser.add_argument("--stage-runs", type=int, default=3, help="alternating runs of each stage (--big-data)")
     parser.add_argument("--cold", action="store_true", help="only the cold start: demo and make setup, empty caches")
+    parser.add_argument("--aa-runs", type=int, default=3, help="runs of the A/A calibration (0: skip it)")
     args = parser.parse_args(argv)
     if args.big_data:
         return big_data(args.rows, args.stage_runs)
@@ -409,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         for outputs in sorted((project / "data" / "prompt_outputs").glob("*.jsonl")):
             latencies = [json.loads(line)["latency_s"] for line in outputs.read_text().splitlines()]
             per_case[outputs.stem] = statistics.mean(latencies)
+        calibration = aa(project, project_env, args.aa_runs) if args.aa_runs else []
 
     first_run = bake + setup + repro
     rows = [
@@ -426,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         *((f"start-up of {s} (s)", t, 0.2, t <= 0.2) for s, t in startup.items()),
         ("LLM model load (s)", float(load[0]), None, True),
         *((f"LLM seconds per golden case, {name}", t, None, True) for name, t in per_case.items()),
+        *calibration,
     ]
     return report(rows, "benchmark.json", width=50, value_format="8.3f", target_format="8.2f")
 

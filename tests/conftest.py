@@ -20,6 +20,7 @@ from cookiecutter.main import cookiecutter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+
 TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 # Commits made by the tests, whatever the machine's Git configuration says.
 GIT_ID = {

@@ -153,6 +153,8 @@ def test_two_teams_share_one_server_without_touching_each_other(
     alpha, beta = teams["alpha"], teams["beta"]
     env = team_env(beta, platform_env)
     beta_before = versions(beta, env, "team_beta"), prompt_state(beta, env, "team_beta.summarize_ticket")
+    # As CI's main job: register on the commit (the same bytes, the same version, tagged with it), gate, promote
+    sh(alpha, "make", "register", env=team_env(alpha, platform_env))
     sh(alpha, "make", "gate", "BASE=HEAD", env=team_env(alpha, platform_env))  # promotion follows the gate
     sh(alpha, "make", "promote", env=team_env(alpha, platform_env))
     promoted = {v[0]: v[3] for v in versions(alpha, env, "team_alpha")}[records["alpha"]["version"]]
@@ -205,8 +207,10 @@ def test_fresh_clone_pulls_from_s3_and_reproduces_nothing(
        env=env)  # fmt: skip
     sh(clone, "make", "check-lock", env=env)
     warm = sh(clone, "make", "repro-ci", env=env)
-    # Nothing is rebuilt from S3's outputs and run-cache; only the metrics are recomputed, as CI never trusts them
-    assert sorted(ran(warm.stdout)) == ["evaluate", "prompt_evaluate@summarize_ticket", "prompt_evaluate@triage_ticket"]
+    # Nothing S3 holds is taken on trust: the split and the model are made again (and must be the
+    # bytes dvc.lock names, `check-lock --reproduced`), the metrics recomputed; the answers come from S3
+    assert sorted(ran(warm.stdout)) == ["evaluate", "prepare", "prompt_evaluate@summarize_ticket",
+                                        "prompt_evaluate@triage_ticket", "train"]  # fmt: skip
     sh(clone, "dvc", "pull", env=env)
     assert (clone / "models" / "model.joblib").read_bytes() == (alpha / "models" / "model.joblib").read_bytes()
     record = "reports/registration.json"
@@ -241,6 +245,7 @@ def test_server_killed_mid_register_then_restarted_loses_nothing(
     conf = beta / "conf" / "model" / "logistic_regression.yaml"
     conf.write_text(re.sub(r"C: [\d.]+", "C: 0.5", conf.read_text()))  # a model beta has not registered
     sh(beta, "make", "params", env=env)
+    sh(beta, "git", "commit", "-qam", "C 0.5", env=env)  # registered from a commit: what promotion allows
     sh(beta, "dvc", "repro", "evaluate", env=env)
     md5 = file_md5(beta / "models" / "model.joblib")
 

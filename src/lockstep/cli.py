@@ -15,6 +15,7 @@ import sys
 from lockstep import __version__
 from lockstep.commands import (
     ExitCode,
+    aa,
     canary,
     check_lock,
     deploy,
@@ -33,7 +34,7 @@ from lockstep.commands import (
 )
 
 COMMANDS = [
-    params, check_lock, gate, register, policy, samples, prompts, platform,
+    params, check_lock, gate, register, policy, samples, prompts, aa, platform,
     deploy, serve, staging, canary, rehearsal, monitor, retrain,
 ]  # fmt: skip
 

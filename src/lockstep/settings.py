@@ -30,8 +30,28 @@ class Rule(_Strict):
     max: float | None = None
     max_regression: float | None = Field(default=None, ge=0)
     max_regression_pct: float | None = Field(default=None, ge=0)
+    min_effect: float | None = Field(default=None, gt=0)  # the regression the golden set should be able to catch
     on_unreadable: Literal["fail", "pass"] = "fail"
     tasks: list[Task] | None = None  # applies only when data.task is one of these; None: every task
+
+    @model_validator(mode="after")
+    def _effect_beyond_the_allowance(self) -> Rule:
+        if self.min_effect is not None and self.max_regression is not None and self.min_effect <= self.max_regression:
+            raise ValueError(
+                f"min_effect {self.min_effect:g} must be larger than max_regression {self.max_regression:g}:"
+                " a regression the rule allows can never fail it"
+            )
+        return self
+
+    @property
+    def compares(self) -> bool:
+        return self.max_regression is not None or self.max_regression_pct is not None
+
+    def allowed(self, base: float) -> float:
+        """The allowed regression against a base value, in the metric's unit: the stricter limit."""
+        limits = [self.max_regression] if self.max_regression is not None else []
+        limits += [self.max_regression_pct / 100 * abs(base)] if self.max_regression_pct is not None else []
+        return min(limits)
 
     def applies_to(self, task: str | None) -> bool:
         return self.tasks is None or task is None or task in self.tasks
@@ -46,6 +66,7 @@ class Rule(_Strict):
         worse = "drop" if self.direction == "higher" else "rise"
         parts += [f"{worse} ≤ {self.max_regression:g}"] if self.max_regression is not None else []
         parts += [f"{worse} ≤ {self.max_regression_pct:g}%"] if self.max_regression_pct is not None else []
+        parts += [f"min effect {self.min_effect:g}"] if self.min_effect is not None else []
         return ", ".join(parts)
 
 

@@ -194,11 +194,13 @@ class Predictions:
 
     predicted: np.ndarray  # a class (classification) or a value (regression) per row
     positive: np.ndarray | None = None  # binary only: the positive class's score per row
+    rows: np.ndarray | None = None  # a hash of each row's features: with the label, the row's id in the plots
 
 
 def predict(task: str, model: Any, features: pd.DataFrame) -> Predictions:
     """The model's predictions on features, with the positive-class scores a binary task's metrics need."""
     predicted = np.asarray(model.predict(features))
+    rows = pd.util.hash_pandas_object(features, index=False).to_numpy()
     numbers = np.issubdtype(predicted.dtype, np.floating)
     if task != "regression" and numbers and not np.all(np.mod(predicted, 1) == 0):
         raise StageError(
@@ -206,9 +208,9 @@ def predict(task: str, model: Any, features: pd.DataFrame) -> Predictions:
             " (conf/model), or set data.task: regression"
         )
     if task != "binary":
-        return Predictions(predicted)
+        return Predictions(predicted, rows=rows)
     positive = scores(model, features)
-    return Predictions(predicted, positive[:, 1] if positive.ndim == 2 else positive)
+    return Predictions(predicted, positive[:, 1] if positive.ndim == 2 else positive, rows)
 
 
 def quality(task: str, predictions: Predictions, labels: pd.Series) -> dict[str, float]:
@@ -248,10 +250,10 @@ def latency(model: Any, features: pd.DataFrame, rows: int = LATENCY_ROWS) -> dic
 
 
 PLOT_COLUMNS = {  # the files dvc.yaml's plots draw, and their columns
-    "confusion": ["actual", "predicted"],
+    "confusion": ["actual", "predicted", "id"],
     "roc": ["fpr", "tpr"],
     "precision_recall": ["recall", "precision"],
-    "residuals": ["actual", "predicted", "residual"],
+    "residuals": ["actual", "predicted", "residual", "id"],
 }
 
 
@@ -260,19 +262,22 @@ def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict
     precision-recall curves (binary), actual against predicted with residuals (regression).
 
     The confusion matrix and the residuals keep one row per test row (DVC's templates count and
-    scatter them); a curve keeps at most CURVE_POINTS of its thresholds, enough to draw it."""
+    scatter them), with the row's `id`: the gate pairs the rows of the base and the head by it for
+    its paired statistics. A curve keeps at most CURVE_POINTS of its thresholds, enough to draw it."""
     from sklearn import metrics
 
     predicted = predictions.predicted
     # Every task writes every file dvc.yaml draws; the other tasks' hold only their header, so
     # `dvc plots show` finds each file and warns about none (an empty chart instead).
     empty = {name: pd.DataFrame(columns=columns) for name, columns in PLOT_COLUMNS.items()}
+    ids = {} if predictions.rows is None else {"id": row_ids(predictions.rows, labels)}
     if data.task == "regression":
         actual = labels.to_numpy(dtype=float)
-        residuals = pd.DataFrame({"actual": actual, "predicted": predicted, "residual": actual - predicted})
-        return empty | {"residuals": residuals}
+        residuals = {"actual": actual, "predicted": predicted, "residual": actual - predicted}
+        return empty | {"residuals": pd.DataFrame(residuals | ids)}
     if data.task == "multiclass":
-        return empty | {"confusion": pd.DataFrame({"actual": labels.to_numpy(), "predicted": predicted.astype(str)})}
+        confusion = {"actual": labels.to_numpy(), "predicted": predicted.astype(str)} | ids
+        return empty | {"confusion": pd.DataFrame(confusion)}
     names = [f"not_{data.positive_class}", data.positive_class]  # the class of 0 and of 1
     fpr, tpr, _ = metrics.roc_curve(labels, predictions.positive)
     precision, recall, _ = metrics.precision_recall_curve(labels, predictions.positive, drop_intermediate=True)
@@ -282,10 +287,20 @@ def plots(data: DataConfig, predictions: Predictions, labels: pd.Series) -> dict
                 "actual": pd.Categorical.from_codes(labels, categories=names),
                 "predicted": pd.Categorical.from_codes(predicted.astype(int), categories=names),
             }
+            | ids
         ),
         "roc": curve("fpr", fpr, "tpr", tpr),
         "precision_recall": curve("recall", recall, "precision", precision),
     }
+
+
+def row_ids(rows: np.ndarray, labels: pd.Series) -> np.ndarray:
+    """A stable id per test row, from its features' hash and its label, so that the same row pairs
+    up whatever order a split comes in; a row that occurs again gets "-2", "-3", ..."""
+    keys = pd.util.hash_pandas_object(pd.DataFrame({"row": rows, "label": labels.to_numpy()}), index=False)
+    ids = pd.Series([f"{key:016x}" for key in keys.to_numpy()])
+    repeat = ids.groupby(ids).cumcount().to_numpy()
+    return np.where(repeat == 0, ids, ids + "-" + (repeat + 1).astype(str))
 
 
 def curve(x_name: str, x: np.ndarray, y_name: str, y: np.ndarray, points: int = CURVE_POINTS) -> pd.DataFrame:

@@ -48,6 +48,7 @@ class Evaluation:
     changes: list[str] = field(default_factory=list)  # what of the procedure this change changes
     failures: list[str] = field(default_factory=list)  # a golden set cut short, and the like
     inputs: dict[str, Any] = field(default_factory=dict)  # hashes of the split and golden sets used
+    cases: dict[str, str] = field(default_factory=dict)  # per-case files it wrote (lockstep.cases), by path
 
 
 def committed(rev: str, path: str) -> str | None:
@@ -189,6 +190,7 @@ def measure(base: str, base_params: dict[str, Any], head_params: dict[str, Any])
         result.inputs["test_split_md5"] = file_md5(test) if test.is_file() else None
         metrics = tree.dir / base_paths["metrics"]
         result.values |= {f"{base_paths['metrics']}:{k}": v for k, v in flatten(read(metrics)).items()}
+        result.cases |= case_files(tree.dir, base_paths.get("plots"), "*.csv")
         for name in (base_params.get("prompts") or {}).get("names", []):
             result.values |= prompt(tree, root, name, base_paths, head_paths, result)
     finally:
@@ -215,7 +217,16 @@ def prompt(tree: Worktree, root: Path, name: str, base_paths: dict, head_paths: 
         tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_outputs@{name}")
     tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_evaluate@{name}")
     folder = f"{base_paths['prompt_reports']}/{name}/metrics.json"
+    result.cases |= case_files(tree.dir, f"{base_paths['prompt_reports']}/{name}", "cases.csv")
     return {f"{folder}:{k}": v for k, v in flatten(read(tree.dir / folder)).items()}
+
+
+def case_files(tree: Path, folder: str | None, pattern: str) -> dict[str, str]:
+    """The per-case files the base's evaluation wrote in a folder, by their path in the project: the
+    gate pairs them with the base's own, case by case."""
+    if not folder:
+        return {}
+    return {(Path(folder) / f.name).as_posix(): f.read_text(encoding="utf-8") for f in (tree / folder).glob(pattern)}
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -72,10 +72,10 @@ def test_metrics_and_plots_of_the_pipeline(pipeline, params: dict) -> None:
     plots_dir = Path(params["paths"]["plots"])
     files = sorted(p.name for p in plots_dir.iterdir())
     assert files == ["confusion.csv", "precision_recall.csv", "residuals.csv", "roc.csv"]  # every file dvc.yaml draws
-    assert (plots_dir / "residuals.csv").read_text().splitlines() == ["actual,predicted,residual"]  # not binary's
+    assert (plots_dir / "residuals.csv").read_text().splitlines() == ["actual,predicted,residual,id"]  # not binary's
     confusion = pd.read_csv(plots_dir / "confusion.csv")
-    assert set(confusion.columns) == {"actual", "predicted"} and set(confusion["actual"]) == {"yes", "not_yes"}
-    assert len(confusion) == 12  # one row per test case
+    assert list(confusion.columns) == ["actual", "predicted", "id"] and set(confusion["actual"]) == {"yes", "not_yes"}
+    assert len(confusion) == 12 and confusion["id"].is_unique  # one row per test case, with the id the gate pairs by
     roc = pd.read_csv(plots_dir / "roc.csv")
     assert roc["fpr"].iloc[0] == 0 and roc["tpr"].iloc[-1] == 1
     curve = pd.read_csv(plots_dir / "precision_recall.csv")
@@ -90,7 +90,7 @@ def test_binary_quality_and_plots(tiny_frame: pd.DataFrame) -> None:
     assert all(0.8 < value <= 1 for value in result.values())
     tables = plots(BINARY, predictions, labels)
     assert [name for name, table in tables.items() if len(table)] == ["confusion", "roc", "precision_recall"]
-    assert list(tables["residuals"]) == ["actual", "predicted", "residual"] and tables["residuals"].empty
+    assert list(tables["residuals"]) == ["actual", "predicted", "residual", "id"] and tables["residuals"].empty
     confusion = tables["confusion"]
     assert len(confusion) == 60 and set(confusion["predicted"]) == {"yes", "not_yes"}
     assert (confusion["actual"] == "yes").sum() == labels.sum()  # one row per test row, labels named
@@ -120,9 +120,23 @@ def test_regression_quality_and_plots(regression_frame: pd.DataFrame) -> None:
     tables = plots(REGRESSION, predictions, labels)
     assert [name for name, table in tables.items() if len(table)] == ["residuals"] and len(tables["residuals"]) == 80
     first = tables["residuals"].iloc[0]
-    assert list(first.index) == ["actual", "predicted", "residual"]
+    assert list(first.index) == ["actual", "predicted", "residual", "id"]
     assert first["residual"] == pytest.approx(first["actual"] - first["predicted"])
     assert first["actual"] == pytest.approx(regression_frame["price"].iloc[0])
+
+
+def test_row_ids_follow_the_rows_not_their_order(tiny_frame: pd.DataFrame) -> None:
+    # The gate pairs the test rows of the base and the head by id: a reordered split keeps each
+    # row's id, a repeated row gets its own, and ids do not depend on the model's predictions.
+    model, features, labels = fitted(tiny_frame, BINARY, LOGISTIC)
+    ids = plots(BINARY, predict("binary", model, features), labels)["confusion"]["id"]
+    order = np.arange(len(features))[::-1]
+    shuffled, shuffled_labels = features.iloc[order], labels.iloc[order]
+    again = plots(BINARY, predict("binary", model, shuffled), shuffled_labels)["confusion"]["id"]
+    assert list(again) == list(ids.iloc[order]) and ids.is_unique
+    doubled, doubled_labels = pd.concat([features, features.iloc[:2]]), pd.concat([labels, labels.iloc[:2]])
+    twice = plots(BINARY, predict("binary", model, doubled), doubled_labels)["confusion"]["id"]
+    assert twice.is_unique and list(twice.iloc[-2:]) == [f"{ids.iloc[0]}-2", f"{ids.iloc[1]}-2"]
 
 
 def test_a_worse_model_scores_worse(regression_frame: pd.DataFrame) -> None:

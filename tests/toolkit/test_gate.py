@@ -235,8 +235,11 @@ def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, 
     assert results["passed"] is False and results["params_diff"] == {}
     assert results["checks"] == [
         {"metric": "reports/metrics.json:accuracy", "rule": "higher is better, drop ≤ 0.02", "passed": False,
-         "old": 0.95, "new": 0.9, "failures": ["regressed by 0.05 > 0.02"]}
+         "verdict": "fail", "old": 0.95, "new": 0.9, "failures": ["regressed by 0.05 > 0.02"], "inconclusive": [],
+         "notes": ["judged on single values: no reports/plots/confusion.csv in the work tree"],
+         "change_bounds": None, "p_adjusted": None}
     ]  # fmt: skip
+    assert results["verdict"] == "fail"
     assert results["metrics"]["reports/metrics.json:latency_ms"] == {"old": 3.0, "new": 3.0}
 
     assert cli.main(["gate", "--base", "nowhere", "--params", str(params_file)]) == 2  # cannot compare at all

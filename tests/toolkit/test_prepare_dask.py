@@ -142,6 +142,8 @@ def test_a_distributed_scheduler_from_the_config(tmp_path: Path, frame: pd.DataF
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, frame: pd.DataFrame) -> None:
+    import distributed  # noqa: F401  (its config defaults first: leaving dask.config.set below must not drop them)
+
     from conftest import free_port
 
     data, paths = configs(tmp_path, write_files(frame, tmp_path / "raw"))

@@ -9,7 +9,9 @@ from pathlib import Path
 
 from lockstep.commands import ExitCode, add_params, load_params
 
-VERDICT_EXIT = {"pass": ExitCode.OK, "fail": ExitCode.FAILED, "pending_review": ExitCode.PENDING_REVIEW}
+# An inconclusive check warns and does not block: the golden set is too small to decide it
+VERDICT_EXIT = {"pass": ExitCode.OK, "inconclusive": ExitCode.OK, "fail": ExitCode.FAILED,
+                "pending_review": ExitCode.PENDING_REVIEW}  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,12 +49,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"gate: FAIL {c.metric}: {'; '.join(c.failures)}", file=sys.stderr)
     for failure in extra:
         print(f"gate: FAIL {failure}", file=sys.stderr)
+    unsure = [c for c in checks if c.unsure and c.passed]
+    for c in unsure:
+        print(f"gate: INCONCLUSIVE {c.metric}: {'; '.join(c.unsure)}", file=sys.stderr)
     for change in context.get("pending", []):
         print(f"gate: REVIEW this change changes how it is measured: {change}", file=sys.stderr)
     # Counted as the report counts them: what broke, out of how many
     summary = {
         "fail": f"failed: {len(broken) + len(extra)} of {len(checks) + len(extra)} checks broken",
-        "pending_review": f"pending review: {len(checks)} checks pass, but the measuring changed",
+        "pending_review": f"pending review: no check of {len(checks)} fails, but the measuring changed",
+        "inconclusive": f"inconclusive: {len(unsure)} of {len(checks)} checks cannot be decided (they do not block)",
         "pass": f"passed: {len(checks)} checks",
     }[judgement.verdict]
     by = " (measured by the base's evaluation)" if context.get("evaluated_by") == "base" else ""
