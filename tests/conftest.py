@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,42 +71,67 @@ def sh(project: Path, *cmd: str, check: bool = True, env: dict[str, str] | None 
 
 
 def run_queue(project: Path, env: dict[str, str], jobs: int = 2) -> str:
-    """Start DVC's queue workers, wait until no experiment is queued or running, return the status.
+    """Start DVC's queue workers, wait until no experiment is queued or running, stop the workers,
+    and return the status of the experiments.
 
     The workers are detached and can outlive `dvc queue start`, so its output goes to a file: a
     worker that inherited a pipe of ours would keep the read open until the worker exits."""
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with tempfile.TemporaryFile() as log:
         started = subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], cwd=project, env=env,
                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
         log.seek(0)
         assert started.returncode == 0, log.read()
-    for _ in range(300):  # polls, two seconds apart
-        status = sh(project, "dvc", "queue", "status", env=env).stdout
-        if "Queued" not in status and "Running" not in status:
-            return status
-        time.sleep(2)
-    pytest.fail(f"the queued experiments did not finish:\n{status}")
+    try:
+        for _ in range(300):  # polls, two seconds apart
+            status = sh(project, "dvc", "queue", "status", env=env).stdout
+            if "Queued" not in status and "Running" not in status:
+                return status
+            time.sleep(2)
+        pytest.fail(f"the queued experiments did not finish:\n{status}")
+    finally:  # the workers would linger, idle, after the test: stopped here, and waited for
+        sh(project, "dvc", "queue", "stop", "--kill", env=env, check=False)
+        for _ in range(60):
+            if "Worker status: 0 active, 0 idle" in sh(project, "dvc", "queue", "status", env=env).stdout:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the DVC queue workers did not stop")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serve(cmd: list[str], port: int, timeout: float, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start a server on loopback and return once it accepts connections on port."""
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+def serve(cmd: list[str], announces: str, log: Path, timeout: float, **popen: Any) -> tuple[subprocess.Popen, str]:
+    """Start a server told to bind port 0, and return it with the address it announces once listening:
+    the first group of the regular expression `announces`, found in its output (kept in the file log)."""
+    with log.open("ab") as out:
+        server = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **popen)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server
-        if server.poll() is not None:
-            break
+    while time.monotonic() < deadline and server.poll() is None:
+        if found := re.search(announces, log.read_text(errors="replace")):
+            return server, found[1]
         time.sleep(0.2)
     server.kill()
-    pytest.fail(f"{cmd[0]} did not start listening on 127.0.0.1:{port}")
+    server.wait()
+    pytest.fail(f"{cmd[0]} announced no address within {timeout} s; its output:\n{log.read_text()[-3000:]}")
+
+
+def readline(stream: Any, timeout: float) -> str:
+    """The next line of a process's output pipe, waiting at most timeout seconds (a thread reads it,
+    so a process that prints nothing fails the test instead of hanging it)."""
+    line: list[str] = []
+    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line:
+        pytest.fail(f"no line of output within {timeout} s")
+    return line[0]
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port bound and never listened on: a connection to it is refused, and no server can take
+    it while the test holds it (a port released after use may be anyone's by the time it is dialled)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def ran(output: str) -> list[str]:

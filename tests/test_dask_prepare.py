@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import bake, free_port, project_env, ran, serve, sh
+from conftest import bake, project_env, ran, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -53,11 +53,11 @@ def test_prepare_on_dask_locally_then_on_a_cluster(tmp_path: Path) -> None:
     # The same stage on a cluster: a scheduler and a worker on loopback, started elsewhere
     from distributed import Client
 
-    address = f"tcp://127.0.0.1:{(port := free_port())}"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     dask = str(project / ".venv/bin/dask")
-    scheduler = serve([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], port, 60)
+    started = [dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard"]
+    scheduler, address = serve(started, r"Scheduler at: +(tcp://127\.0\.0\.1:\d+)", tmp_path / "scheduler.log", 60)
     worker = subprocess.Popen(
         [dask, "worker", address, "--host", "127.0.0.1", "--nworkers", "1", "--nthreads", "1", "--no-dashboard"],
         cwd=elsewhere, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import bake
+from conftest import bake, readline
 
 BIN = Path(sys.executable).parent
 
@@ -84,7 +84,7 @@ def test_the_image_entrypoint_serves_the_lock_and_passes_its_healthcheck(tmp_pat
     subprocess.run([BIN / "lockstep", "deploy", "lock"], cwd=app_dir, env=env, check=True, capture_output=True)
     server = subprocess.Popen(entrypoint, cwd=app_dir, env=env, stdout=subprocess.PIPE, text=True)
     try:
-        line = server.stdout.readline()  # printed once listening
+        line = readline(server.stdout, 120)  # printed once listening
         match = re.search(r"on http://127\.0\.0\.1:(\d+) weight 0%", line)
         assert match, line
         port = match[1]

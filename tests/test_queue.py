@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, free_port, project_env, run_queue, serve, sh
+from conftest import GIT_ID, bake, project_env, run_queue, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,14 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tracking_server(project: Path, tmp_path: Path) -> Iterator[str]:
-    """`mlflow server` from the project's own environment, on a free loopback port."""
-    port = free_port()
-    cmd = [str(project / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+    """`mlflow server` from the project's own environment, on a loopback port it binds itself (uvicorn's)."""
+    cmd = [str(project / ".venv" / "bin" / "mlflow"), "server", "--host", "127.0.0.1", "--port", "0",
            "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
            str(tmp_path / "artifacts"), "--workers", "1"]  # fmt: skip
-    server = serve(cmd, port, timeout=90, env=project_env(project))
+    announces = r"Uvicorn running on (http://127\.0\.0\.1:\d+)"
+    server, url = serve(cmd, announces, tmp_path / "mlflow.log", timeout=90, env=project_env(project))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=20)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, free_port, project_env, ran, serve, sh
+from conftest import GIT_ID, bake, project_env, ran, serve, sh
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +23,12 @@ AWS = {
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    port = free_port()
-    server = serve([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, timeout=30)
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"]
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    server, url = serve(moto, r"Running on (http://127\.0\.0\.1:\d+)", log, timeout=30)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         server.terminate()
         server.wait(timeout=10)

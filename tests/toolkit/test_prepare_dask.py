@@ -141,13 +141,11 @@ def test_a_distributed_scheduler_from_the_config(tmp_path: Path, frame: pd.DataF
     pd.testing.assert_frame_equal(by_rows(outputs(paths)[1]), expected)
 
 
-def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, frame: pd.DataFrame) -> None:
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path, frame: pd.DataFrame, refused_port: int) -> None:
     import distributed  # noqa: F401  (its config defaults first: leaving dask.config.set below must not drop them)
 
-    from conftest import free_port
-
     data, paths = configs(tmp_path, write_files(frame, tmp_path / "raw"))
-    address = f"tcp://127.0.0.1:{free_port()}"
+    address = f"tcp://127.0.0.1:{refused_port}"
     unreachable = {"scheduler-address": address, "distributed.comm.timeouts.connect": "1s"}
     with dask.config.set(unreachable), pytest.raises(StageError, match=rf"Dask scheduler {address}: cannot connect"):
         prepare(data, paths, keep)

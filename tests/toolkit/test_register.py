@@ -149,16 +149,12 @@ def test_register_refuses_another_toolkit_version(tracking: str, params: dict, s
 
 
 def test_an_unreachable_tracking_server_fails_fast_without_its_password(
-    params: dict, params_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    params: dict, params_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, refused_port: int
 ) -> None:
     for name in ("model", "prepared"):  # register hashes these before it calls the server
         Path(params["paths"][name]).parent.mkdir(parents=True, exist_ok=True)
     Path(params["paths"]["model"]).write_bytes(b"model")
-    from http.server import HTTPServer
-
-    closed = HTTPServer(("127.0.0.1", 0), None)  # a port nothing listens on once closed
-    port = closed.server_port
-    closed.server_close()
+    port = refused_port
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://mlflow:s3cret@127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # the user's own setting wins over the toolkit's
     monkeypatch.chdir(tmp_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -152,7 +153,9 @@ def test_no_request_fails_while_the_weight_changes(deployed: Deployed, monkeypat
             before = len(results)
             status, body, _ = admin.request("PUT", "/admin/weight", {"weight": weight}, {"X-Admin-Token": TOKEN})
             assert status == 200 and body["weight"] == weight
+            deadline = time.monotonic() + 60
             while len(results) < before + 20:  # let 20 requests through at this weight
+                assert thread.is_alive() and time.monotonic() < deadline, f"{len(results) - before} requests in 60 s"
                 thread.join(0.001)
         stop.set()
         thread.join()
