@@ -6,6 +6,7 @@ A counter named N is exposed as N_total, a histogram's buckets as N_bucket (Prom
 
 REQUESTS = "lockstep_requests"  # counter: requests answered, by variant and endpoint
 ERRORS = "lockstep_errors"  # counter: requests failed (HTTP 5xx), by variant and endpoint
+REJECTED = "lockstep_requests_rejected"  # counter: client mistakes (HTTP 4xx), by endpoint and status; no variant
 LATENCY = "lockstep_request_latency_seconds"  # histogram: time to answer, by variant and endpoint
 TOKENS = "lockstep_tokens"  # counter: LLM tokens, by variant and kind (input, output)
 QUALITY_FAILURES = "lockstep_quality_failures"  # counter: empty, invalid, schema-failing or PII answers

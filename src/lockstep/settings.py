@@ -120,6 +120,10 @@ class DeployConfig(_Strict):
     failure_limit: int = Field(default=2, gt=0)  # failed windows before rollback
     max_windows: int = Field(default=100, gt=0)  # inconclusive windows included: then roll back
     shadow: bool = False  # mirror stable's requests to the canary and discard its answers
+    max_body_bytes: int = Field(default=1_000_000, gt=0)  # a larger request body is refused: HTTP 413
+    max_rows: int = Field(default=1000, gt=0)  # rows per predict request; more: HTTP 413
+    api_docs: bool = False  # serve /docs and /openapi.json (off: they describe the service to anyone)
+    access_log: bool = True  # one line per request on stderr: method, path, status, variant, milliseconds
     thresholds: Thresholds = Thresholds()
     # The project's hooks module (lockstep.hooks.ProjectHooks: prepare_rows, answer), e.g. <package>.hooks
     hooks: str | None = Field(default=None, pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")

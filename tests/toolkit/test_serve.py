@@ -75,7 +75,7 @@ def test_service_answers_with_the_locked_versions_even_when_an_alias_moves(deplo
             assert body["answer"] == deployed.llm.answer and body["tokens"]["output"] == 7
             assert deployed.llm.requests[-1]["body"]["max_tokens"] != 64  # version 1's settings
             status, body, _ = http.post("/v1/prompts/summarize_ticket", {"variables": {}})
-            assert status == 400 and "ticket" in body["detail"]
+            assert status == 422 and body["detail"][0]["loc"] == ["body", "variables", "ticket"], body
             assert http.post("/v1/prompts/nope", {"variables": {}})[0] == 404
             # everything to the canary: version 2 answers, and says so
             service.set_weight(100)
@@ -95,6 +95,63 @@ def test_service_answers_with_the_locked_versions_even_when_an_alias_moves(deplo
     finally:
         client.set_registered_model_alias(MODEL, "champion", "1")
         mlflow.set_tracking_uri(None)
+
+
+def test_client_mistakes_are_4xx_naming_the_field_with_no_internals_and_no_service_error(deployed: Deployed) -> None:
+    import yaml
+
+    lock(deployed)
+    params = yaml.safe_load(deployed.params_file.read_text())
+    params["deploy"] |= {"max_rows": 50, "max_body_bytes": 100_000}
+    deployed.params_file.write_text(yaml.safe_dump(params))
+    app, service = build(load_params(deployed.params_file))
+    good = deployed.rows[0]
+    with Running(app) as running:
+        http = Client(running.url)
+
+        def refused(rows: object, status: int = 422) -> list[dict]:
+            code, body, _ = http.post("/v1/predict", {"rows": rows}, key="user-1")
+            assert code == status, body
+            assert "Traceback" not in str(body) and "schema" not in str(body).lower() and "1.5" not in str(body)
+            return body["detail"]
+
+        renamed = {"f1": good["f1"], "feature_two": 1.5}
+        assert [(d["loc"], d["type"]) for d in refused([renamed])] == [
+            (["body", "rows", "f2"], "missing"), (["body", "rows", "feature_two"], "extra_forbidden")]  # fmt: skip
+        assert refused([good, good | {"f2": "1.5"}])[0]["loc"] == ["body", "rows", 1, "f2"]
+        assert refused([good | {"f1": None}])[0] == {"loc": ["body", "rows", 0, "f1"], "msg": "null: give a value",
+                                                   "type": "missing"}  # fmt: skip
+        assert refused([good | {"f1": float("nan")}])[0]["loc"] == ["body", "rows", 0, "f1"]
+        assert refused([good | {"f1": True}])[0]["type"] == "float_type"
+        assert refused([])[0]["type"] == "too_short"
+        assert refused(["f1=1"])[0]["loc"] == ["body", "rows", 0]
+        assert refused([good] * 51, 413)[0]["msg"].startswith("51 rows: at most 50 per request")
+        assert refused([good] * 5000, 413)[0]["msg"].startswith("the request body is over 100000 bytes")
+        code, body, _ = http.post("/v1/predict", {"rows": "not a list"})
+        assert code == 422 and "input" not in body["detail"][0], body  # FastAPI's own 422, the input not echoed
+        status, body, _ = http.post("/v1/predict", {"rows": [good]}, key="user-1")
+        assert status == 200, body
+        metrics = http.get("/metrics")[1]
+        assert "lockstep_errors_total{" not in metrics, "a client's mistake is never a variant's error"
+        assert 'lockstep_requests_total{endpoint="predict",variant="stable"} 1.0' in metrics
+        assert 'lockstep_requests_rejected_total{endpoint="predict",status="422"} 8.0' in metrics
+        assert 'lockstep_requests_rejected_total{endpoint="predict",status="413"} 2.0' in metrics
+        assert http.get("/docs")[0] == http.get("/openapi.json")[0] == 404  # off unless conf/deploy api_docs
+        http.close()
+
+
+def test_a_failure_of_the_service_is_500_without_internals(deployed: Deployed) -> None:
+    lock(deployed)
+    app, service = build(load_params(deployed.params_file))
+    service.variants["stable"].faults = Faults.parse("errors=100%")
+    with Running(app) as running:
+        http = Client(running.url)
+        status, body, _ = http.post("/v1/predict", {"rows": deployed.rows}, key="user-1")
+        assert status == 500
+        assert body["detail"] == {"error": "the service failed to answer; its log has the cause",
+                                  "variant": "stable", "deploy_id": service.deploy_id}  # fmt: skip
+        assert 'lockstep_errors_total{endpoint="predict",variant="stable"} 1.0' in http.get("/metrics")[1]
+        http.close()
 
 
 def test_routing_is_sticky_and_monotone_in_the_weight() -> None:

@@ -7,33 +7,114 @@
     PUT  /admin/weight         {"weight": 25}; only with LOCKSTEP_ADMIN_TOKEN set, in X-Admin-Token
 
 Every answer names the variant and versions that produced it (body and X-Lockstep-* headers).
+A client's mistake is 4xx with FastAPI's `{"detail": [{"loc", "msg", "type"}]}` and nothing of the
+input echoed back (422: a field, 413: a body over conf/deploy `max_body_bytes` or more rows than
+`max_rows`), counted apart from the variants' errors. A failure of the service is 500 with no
+internals in the body (its cause goes to the service's log). /docs and /openapi.json are served
+only with conf/deploy `api_docs: true`; `access_log` writes one line per request to stderr.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, HTTPException, Response
+from fastapi import Body, FastAPI, Header, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lockstep.config import StageError
 from lockstep.serve.service import Service
+from lockstep.serve.validate import Rejected
 
 ADMIN_TOKEN_ENV = "LOCKSTEP_ADMIN_TOKEN"
+log = logging.getLogger("lockstep.serve")
+logging.getLogger("lockstep").addHandler(logging.NullHandler())  # quiet unless `lockstep serve` logs (server.py)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 before the app reads it."""
+
+    def __init__(self, app: Any, limit: int, rejected: Any) -> None:
+        self.app, self.limit, self.rejected = app, limit, rejected
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self.refuse(scope, send)
+        seen = 0
+
+        async def counted() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except BodyTooLarge:
+            await self.refuse(scope, send)
+
+    async def refuse(self, scope: dict, send: Any) -> None:
+        self.rejected.labels(endpoint_of(scope["path"]), "413").inc()
+        msg = f"the request body is over {self.limit} bytes (conf/deploy max_body_bytes); send fewer rows per request"
+        await JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "too_long"}]}, 413)(scope, None, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def endpoint_of(path: str) -> str:
+    return "predict" if path == "/v1/predict" else "prompt" if path.startswith("/v1/prompts/") else "other"
 
 
 def create_app(service: Service, admin_token: str | None = None) -> Any:
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    app = FastAPI(title="lockstep", version=service.deploy_id)
+    deploy = service.deploy
+    docs = {} if deploy.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="lockstep", version=service.deploy_id, **docs)
     app.state.service = service
+    rejected = service.metrics.rejected
+    app.add_middleware(BodyLimit, limit=deploy.max_body_bytes, rejected=rejected)
+
+    if deploy.access_log:
+        access = logging.getLogger("lockstep.access")
+
+        @app.middleware("http")
+        async def access_line(request: Request, call_next: Any) -> Any:
+            start = time.perf_counter()
+            response = await call_next(request)
+            variant = response.headers.get("X-Lockstep-Variant", "-")
+            ms = (time.perf_counter() - start) * 1000
+            access.info("%s %s %s %s %.1f ms", request.method, request.url.path, response.status_code, variant, ms)
+            return response
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without the `input` it would echo back (it may be anything the client sent)."""
+        rejected.labels(endpoint_of(request.url.path), "422").inc()
+        detail = [{k: e[k] for k in ("loc", "msg", "type") if k in e} for e in exc.errors()]
+        return JSONResponse({"detail": detail}, 422)
 
     def respond(body: dict[str, Any]) -> JSONResponse:
         headers = {"X-Lockstep-Variant": body["variant"], "X-Lockstep-Deploy": service.deploy_id}
         return JSONResponse(body, headers=headers)
 
-    def failed(variant: str, exc: Exception) -> HTTPException:
-        detail = {"error": f"{type(exc).__name__}: {exc}"[:300], "variant": variant, "deploy_id": service.deploy_id}
+    def refused(endpoint: str, exc: Rejected) -> JSONResponse:
+        rejected.labels(endpoint, str(exc.status)).inc()
+        return JSONResponse({"detail": exc.detail}, exc.status)
+
+    def failed(variant: str, endpoint: str, exc: Exception) -> HTTPException:
+        log.error("%s failed on variant %s: %s: %s", endpoint, variant, type(exc).__name__, exc, exc_info=exc)
+        detail = {"error": "the service failed to answer; its log has the cause", "variant": variant,
+                  "deploy_id": service.deploy_id}  # fmt: skip
         return HTTPException(500, detail, headers={"X-Lockstep-Variant": variant})
 
     @app.get("/health")
@@ -43,15 +124,17 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
 
     @app.post("/v1/predict")
     def predict(
-        rows: Annotated[list[dict[str, Any]], Body(embed=True)], x_request_key: Annotated[str | None, Header()] = None
+        rows: Annotated[list[Any], Body(embed=True)], x_request_key: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
         variant = service.choose(x_request_key)
         try:
             body = service.predict(variant, rows)
+        except Rejected as exc:
+            return refused("predict", exc)
         except StageError as exc:
             raise HTTPException(400, str(exc)) from None
         except Exception as exc:
-            raise failed(variant, exc) from None
+            raise failed(variant, "predict", exc) from None
         if variant == "stable":
             service.mirror("predict", rows)
         return respond(body)
@@ -67,10 +150,12 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
             body = service.answer(variant, name, variables)
         except KeyError:
             raise HTTPException(404, f"no prompt {name} in this deployment") from None
+        except Rejected as exc:
+            return refused("prompt", exc)
         except StageError as exc:
             raise HTTPException(400, str(exc)) from None
         except Exception as exc:
-            raise failed(variant, exc) from None
+            raise failed(variant, "prompt", exc) from None
         if variant == "stable":
             service.mirror("answer", name, variables)
         return respond(body)

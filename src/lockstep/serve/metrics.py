@@ -18,6 +18,10 @@ class Metrics:
         labels = ("variant", "endpoint")
         self.requests = Counter(names.REQUESTS, "Requests answered", labels, registry=self.registry)
         self.errors = Counter(names.ERRORS, "Requests failed (HTTP 5xx)", labels, registry=self.registry)
+        self.rejected = Counter(
+            names.REJECTED, "Requests refused as the client's mistake (HTTP 4xx): never a variant's error",
+            ("endpoint", "status"), registry=self.registry,
+        )  # fmt: skip
         self.latency = Histogram(
             names.LATENCY, "Time to answer", labels, buckets=LATENCY_BUCKETS, registry=self.registry
         )

@@ -7,6 +7,7 @@ in the foreground (`lockstep serve`) or in a background thread on loopback (stag
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from pathlib import Path
@@ -46,6 +47,10 @@ def serve(params: Params, host: str, port: int, lock_file: Path | None, weight: 
     import uvicorn
 
     app, service = build(params, lock_file, weight, inject or os.environ.get(INJECT_ENV))
+    handler = logging.StreamHandler()  # stderr: the access log (conf/deploy access_log) and failures' causes
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("lockstep").addHandler(handler)
+    logging.getLogger("lockstep").setLevel(logging.INFO)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

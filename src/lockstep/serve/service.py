@@ -22,6 +22,7 @@ from lockstep.hooks import Hooks
 from lockstep.quality import REFUSAL, quality_failures
 from lockstep.serve.metrics import Metrics
 from lockstep.serve.routing import Faults, route
+from lockstep.serve.validate import Rejected, check_frame, check_rows
 from lockstep.serve.variants import Variant, load_variant
 from lockstep.settings import DeployConfig, MonitorConfig
 
@@ -128,11 +129,14 @@ class Service:
         arm = arm or variant
         start = time.perf_counter()
         prepare = self.hooks.prepare_rows
+        # A client's mistake is refused before any variant sees it (lockstep.serve.validate)
+        check_rows(rows, self.deploy.max_rows)
+        frame = prepare(pd.DataFrame(rows)) if prepare else pd.DataFrame(rows)
+        check_frame(frame, v.columns)
 
         def run() -> list[Any]:
             v.faults.apply()
-            frame = pd.DataFrame(rows)
-            out = v.model.predict(prepare(frame) if prepare else frame)
+            out = v.model.predict(frame)
             values = [x.item() if hasattr(x, "item") else x for x in (out.tolist() if hasattr(out, "tolist") else out)]
             if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in values):
                 self.metrics.quality.labels(arm, "invalid").inc()
@@ -174,9 +178,10 @@ class Service:
                 quality.append("refusal")  # logged for the monitor; not a canary failure
             return reply
 
-        missing = set(prompt.input_variables) - set(variables)
-        if missing:
-            raise StageError(f"prompt {name}: no value for variable(s) {', '.join(sorted(missing))}")
+        missing = sorted(set(prompt.input_variables) - set(variables))
+        if missing:  # the client's mistake: 422, naming each variable
+            raise Rejected(422, [{"loc": ["body", "variables", m], "msg": f"prompt {name} needs this variable",
+                                  "type": "missing"} for m in missing])  # fmt: skip
         logged = {"prompt_name": name, "prompt_version": version, "inputs": variables}
         try:
             reply = self._observe(arm, "prompt", run)

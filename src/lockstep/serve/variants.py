@@ -17,6 +17,7 @@ class Variant:
     locked: Locked
     prompts: dict[str, Any]  # name -> lockstep.prompts.Prompt
     faults: Faults = field(default_factory=Faults)
+    columns: dict[str, str] | None = None  # the model's input columns and types, from its signature
 
     def versions(self) -> dict[str, Any]:
         return self.locked.versions()
@@ -44,6 +45,8 @@ def registry_prompt(name: str, version: int) -> Any:
 def load_variant(name: str, locked: Locked) -> Variant:
     import mlflow
 
+    from lockstep.serve.validate import columns
+
     model = mlflow.pyfunc.load_model(locked.model.uri)
     prompts = {p.name: registry_prompt(p.name, p.version) for p in locked.prompts.values()}
-    return Variant(name, model, locked, prompts)
+    return Variant(name, model, locked, prompts, columns=columns(model))
