@@ -18,7 +18,7 @@ from conftest import GIT_ID, bake, project_env, sh
 
 pytestmark = pytest.mark.slow
 
-REGRESS = ("conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.005")  # accuracy 0.965 -> 0.930 on the base split
+REGRESS = ("conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.0005")  # accuracy 0.965 -> 0.842: shown worse
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +74,9 @@ def test_a_change_to_its_own_evaluation_is_measured_by_the_bases(project: Path) 
     own = json.loads((project / "reports" / "metrics.json").read_text())["accuracy"]
     code, report, checks = gate(project)
     assert code == 1 and checks["verdict"] == "fail" and checks["evaluated_by"] == "base"
-    assert "❌ regressed by" in line(report, "reports/metrics.json:accuracy")
+    assert "worse by more than the allowed 0.02" in line(report, "reports/metrics.json:accuracy")
     assert "- `src/support_insights/stages/evaluate.py` (code of a stage that measures)" in report
-    assert f"| `reports/metrics.json:accuracy` | {own:.4g} | 0.9298 |" in report  # its own figure, shown as such
+    assert f"| `reports/metrics.json:accuracy` | {own:.4g} | 0.8421 |" in report  # its own figure, shown as such
 
 
 def test_a_change_to_what_it_is_measured_on_is_measured_on_the_bases_split(project: Path) -> None:
@@ -171,7 +171,7 @@ def test_main_gates_every_commit_that_landed(project: Path) -> None:
     git(project, "commit", "-q", "-m", "A note")
     assert gate(project, "HEAD~1")[0] == 0  # what main used to compare with: it passes
     code, report, _ = gate(project, before)  # what main compares with now: the push's `before` commit
-    assert code == 1 and "❌ regressed by" in line(report, "reports/metrics.json:accuracy")
+    assert code == 1 and "worse by more than the allowed 0.02" in line(report, "reports/metrics.json:accuracy")
 
 
 def test_promotion_needs_a_decision_on_the_versions_own_commit(project: Path) -> None:

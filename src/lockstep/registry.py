@@ -189,6 +189,10 @@ def register_model(
             info = log_model(model, paths.model, example)
         # Tags go in with the version itself, so no version ever exists without its lineage.
         version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags)
+    else:  # the same bytes registered again from another commit (main after the merge): its lineage is now this one
+        for key, value in tags.items():
+            if version.tags.get(key) != value:
+                client.set_model_version_tag(reg.model_name, version.version, key, value)
     return {
         "model_name": reg.model_name,
         "version": int(version.version),

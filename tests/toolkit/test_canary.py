@@ -18,7 +18,7 @@ import pytest
 
 from conftest import readline
 from lockstep.config import StageError, load_params
-from lockstep.serve.canary import Controller, quantile, read_record
+from lockstep.serve.canary import Controller, judge, quantile, read_record
 from lockstep.serve.client import Client
 from lockstep.serve.http import create_app
 from lockstep.serve.resolve import make_lock
@@ -140,6 +140,21 @@ def test_quantile_interpolates_like_prometheus() -> None:
     assert quantile(0.95, {0.1: 0.0, float("inf"): 0.0}) is None
 
 
+def test_a_failing_stable_halts_the_rollout_naming_stable_not_the_canary() -> None:
+    th = Thresholds(min_samples=5, sla_p95_ms=500, max_error_rate=0.2)
+    healthy = {"requests": 50, "p95_ms": 30.0, "error_rate": 0.0, "quality_rate": 0.0}
+    failing = {"requests": 50, "p95_ms": 2.0, "error_rate": 1.0, "quality_rate": 0.0}  # fails fast, every request
+    verdict, reasons = judge(th, healthy, failing)
+    assert verdict == "stable_failing", reasons
+    assert reasons == [
+        "stable error rate 100.00% > 20.00%",
+        "stable itself is failing: the canary is not judged against it",
+    ]
+    assert judge(th, healthy, {**healthy, "p95_ms": 900.0})[1][0] == "stable p95 900 ms > SLA 500 ms"
+    assert judge(th, failing, healthy)[0] == "hard"  # a failing canary is rolled back whatever stable does
+    assert judge(th, healthy, healthy) == ("pass", [])
+
+
 def test_a_good_canary_is_promoted_step_by_step(private: Deployed) -> None:
     import mlflow
 
@@ -165,7 +180,7 @@ def test_a_good_canary_is_promoted_step_by_step(private: Deployed) -> None:
     again = Controller(config(), last["lock"], Client("http://127.0.0.1:9"), TOKEN, private.root / "decisions.jsonl")
     assert again.run() == "promote"
     # and a new lock has nothing to roll out: the challenger is the champion now
-    with pytest.raises(StageError, match="the lock has no canary variant"):
+    with pytest.raises(StageError, match=r"the lock has no canary variant \(challenger is champion\); nothing to roll"):
         run(private, config())
 
 

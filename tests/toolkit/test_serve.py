@@ -104,7 +104,7 @@ def test_client_mistakes_are_4xx_naming_the_field_with_no_internals_and_no_servi
     params = yaml.safe_load(deployed.params_file.read_text())
     params["deploy"] |= {"max_rows": 50, "max_body_bytes": 100_000}
     deployed.params_file.write_text(yaml.safe_dump(params))
-    app, service = build(load_params(deployed.params_file))
+    app, _ = build(load_params(deployed.params_file))
     good = deployed.rows[0]
     with Running(app) as running:
         http = Client(running.url)
@@ -138,6 +138,24 @@ def test_client_mistakes_are_4xx_naming_the_field_with_no_internals_and_no_servi
         assert 'lockstep_requests_rejected_total{endpoint="predict",status="413"} 2.0' in metrics
         assert http.get("/docs")[0] == http.get("/openapi.json")[0] == 404  # off unless conf/deploy api_docs
         http.close()
+
+
+def test_a_version_rolled_back_or_denied_after_the_lock_is_never_served(deployed: Deployed) -> None:
+    import mlflow
+
+    from lockstep.config import StageError
+
+    lock(deployed)
+    mlflow.set_tracking_uri(deployed.uri)
+    client = mlflow.MlflowClient()
+    try:
+        for key, value, said in (("rolled_back", "true", "was rolled back"), ("denied", "true", "was denied")):
+            client.set_model_version_tag(MODEL, "2", key, value)
+            with pytest.raises(StageError, match=f"serve: refused: canary models:/{MODEL}/2 {said}"):
+                build(load_params(deployed.params_file))
+            client.delete_model_version_tag(MODEL, "2", key)
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def test_a_failure_of_the_service_is_500_without_internals(deployed: Deployed) -> None:

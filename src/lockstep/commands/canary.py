@@ -7,7 +7,8 @@ from pathlib import Path
 
 from lockstep.commands import LOCK_HELP, ExitCode, add_params, load_params, needs_serve_extra
 
-OUTCOME_EXIT = {"promote": ExitCode.OK, "rollback": ExitCode.FAILED, "undecided": ExitCode.CANARY_UNDECIDED}
+OUTCOME_EXIT = {"promote": ExitCode.OK, "rollback": ExitCode.FAILED, "undecided": ExitCode.CANARY_UNDECIDED,
+                "halted": ExitCode.CANARY_UNDECIDED}  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

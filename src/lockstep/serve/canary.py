@@ -14,6 +14,9 @@ and after, and compares the canary with stable over that window:
   error rate more than max_error_rate_increase above stable's, or quality failures (empty,
   invalid, schema-failing, PII answers) more than max_quality_failure_increase above stable's.
   failure_limit failed windows roll back.
+- stable failing by the same absolute limits (p95 above the SLA, error rate above
+  max_error_rate): the canary cannot be judged against it; the rollout halts, the weight where it
+  was, naming stable's failure (halted; run it again once stable is mended: it resumes).
 - a passing window advances to the next weight (steps); passing at the last one promotes.
 
 Promotion moves `champion` to the canary's model and prompt versions and `previous_champion` to
@@ -114,6 +117,17 @@ def judge(th: Thresholds, canary: dict[str, Any], stable: dict[str, Any] | None)
         hard.append(f"canary error rate {canary['error_rate']:.2%} > {th.max_error_rate:.2%}")
     if hard:
         return "hard", hard
+    # Stable failing by the same absolute limits: the canary cannot be judged against it (a broken
+    # stable makes any canary look slow or good); the rollout stops, and says why
+    sick = (
+        [f"stable p95 {stable['p95_ms'] or 0:.0f} ms > SLA {th.sla_p95_ms:g} ms"]
+        if (stable["p95_ms"] or 0) > th.sla_p95_ms
+        else []
+    )
+    if stable["error_rate"] > th.max_error_rate:
+        sick.append(f"stable error rate {stable['error_rate']:.2%} > {th.max_error_rate:.2%}")
+    if sick:
+        return "stable_failing", [*sick, "stable itself is failing: the canary is not judged against it"]
     failed = []
     base = stable["p95_ms"] or 0.0
     if p95 > base * th.max_p95_ratio and p95 - base > th.p95_slack_ms:
@@ -252,7 +266,7 @@ class Controller:
         return action
 
     def run(self) -> str:
-        """promote, rollback, or undecided (max_windows without a decision)."""
+        """promote, rollback, halted (stable failing), or undecided (max_windows without a decision)."""
         steps, th = self.deploy.steps, self.deploy.thresholds
         history = read_record(self.record, self.lock.deploy_id)
         done = [e for e in history if e["event"] in FINAL]
@@ -280,7 +294,8 @@ class Controller:
             if stable["requests"] >= th.min_samples:
                 baseline = stable
             verdict, reasons = judge(th, canary, stable if weight < 100 else baseline)
-            action = {"pass": "advance", "fail": "hold", "inconclusive": "hold", "hard": "rollback"}[verdict]
+            action = {"pass": "advance", "fail": "hold", "inconclusive": "hold", "hard": "rollback",
+                      "stable_failing": "halt"}[verdict]  # fmt: skip
             if verdict == "fail":
                 failures += 1
                 if failures >= self.deploy.failure_limit:
@@ -296,6 +311,9 @@ class Controller:
                       "next_step": step, **arms, **state})  # fmt: skip
             if action in FINAL:
                 return self.finish(action, reasons, state)
+            if action == "halt":  # not final: once stable is mended, the same rollout resumes from here
+                self.say(f"canary: halted at {weight:g}%: fix stable, then run the canary again")
+                return "halted"
             if steps[step] != weight:
                 self.set_weight(steps[step])
         self.say(f"canary: {self.deploy.max_windows} windows without a decision; weight stays at {steps[step]:g}%")

@@ -62,6 +62,23 @@ def refuse_unservable(client: Any, variants: dict[str, Locked], stable_alias: st
         )
 
 
+def refuse_to_serve(lock: DeployLock) -> None:
+    """At start-up, whatever the lock says: no version tagged denied or rolled back is served (a lock
+    written before the decision, or edited by hand, does not get one served)."""
+    from lockstep import aliases
+    from lockstep.registry import mlflow_client
+
+    problems = []
+    with mlflow_client() as client:
+        for name, variant in lock.variants.items():
+            model = variant.model
+            tags = dict(client.get_model_version(model.name, str(model.version)).tags)
+            what = f"{name} models:/{model.name}/{model.version}"
+            problems += [w for w in aliases.promotable(tags, what) if "rolled back" in w or "denied" in w]
+    if problems:
+        raise StageError(f"serve: refused: {'; '.join(problems)}; lock what may be served (make deploy-lock)")
+
+
 def make_lock(params: Params) -> DeployLock:
     """conf/deploy's stable and canary aliases resolved now, each to its model and prompt versions."""
     from lockstep.registry import git_state, mlflow_client

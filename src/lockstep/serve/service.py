@@ -21,6 +21,7 @@ from lockstep.deploy_lock import DeployLock
 from lockstep.hooks import Hooks
 from lockstep.quality import REFUSAL, quality_failures
 from lockstep.serve.metrics import Metrics
+from lockstep.serve.resolve import refuse_to_serve
 from lockstep.serve.routing import Faults, route
 from lockstep.serve.validate import Rejected, check_frame, check_rows
 from lockstep.serve.variants import Variant, load_variant
@@ -47,6 +48,7 @@ class Service:
         self.deploy = deploy or DeployConfig()
         self.lock = lock
         self.deploy_id = lock.deploy_id
+        refuse_to_serve(lock)
         self.variants = {name: load_variant(name, v) for name, v in lock.variants.items()}
         if inject and "canary" not in self.variants:
             raise StageError("inject: the lock has no canary variant to inject faults into")
