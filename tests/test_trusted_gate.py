@@ -121,8 +121,10 @@ def test_tests_that_edit_the_installed_gate_cannot_judge(project: Path) -> None:
     patch = (
         '\n\n@pytest.fixture(autouse=True, scope="session")\ndef _speed_up() -> None:\n'
         "    import lockstep.commands.gate\n\n    gate = Path(lockstep.commands.gate.__file__)\n"
-        "    gate.write_text(gate.read_text().replace('\"fail\": ExitCode.FAILED', '\"fail\": ExitCode.OK'))\n"
-    )  # every verdict a pass, as the ruff-clean fixture a branch could carry
+        "    text = gate.read_text().replace('\"fail\": ExitCode.FAILED', '\"fail\": ExitCode.OK')\n"
+        "    gate.unlink()\n    gate.write_text(text)\n"
+    )  # every verdict a pass, as the ruff-clean fixture a branch could carry. (A new file: uv hardlinks
+    # installed files to its cache, so an edit in place would reach every project of this machine.)
     original = Path(gate_py).read_bytes()
     try:
         conftest.write_text(conftest.read_text() + patch)
@@ -136,6 +138,7 @@ def test_tests_that_edit_the_installed_gate_cannot_judge(project: Path) -> None:
         assert "error: gate: the environment was changed after it was installed" in out
         assert "lockstep/commands/gate.py: changed" in out and "gate: passed" not in out
     finally:
+        Path(gate_py).unlink()
         Path(gate_py).write_bytes(original)
 
 
