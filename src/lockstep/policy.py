@@ -183,14 +183,19 @@ def build_input(
     approval = {key: tags[tag] for key, tag in APPROVAL_TAGS.items() if tags.get(tag)}
     if "at" in approval:
         approval["at"] = rfc3339(approval["at"])
+    judged = {
+        "ran": gate is not None,
+        **{k: (gate or {}).get(k) for k in ("base", "head", "verdict")},
+        "pending": (gate or {}).get("pending", []),
+        "failures": (gate or {}).get("evaluation_failures", []),
+    }
+    if judged["head"] and outputs_only(lineage.get("git_commit"), judged["head"]):
+        # `make repro` registers, then its outputs are committed: the gate's commit differs from the
+        # version's only in what the pipeline wrote, so its results are the version's own
+        judged["commit"], judged["head"] = judged["head"], lineage["git_commit"]
     return {
         "model": {"name": record.get("model_name"), "version": record.get("version")},
-        "gate": {
-            "ran": gate is not None,
-            **{k: (gate or {}).get(k) for k in ("base", "head", "verdict")},
-            "pending": (gate or {}).get("pending", []),
-            "failures": (gate or {}).get("evaluation_failures", []),
-        },
+        "gate": judged,
         "checks": (gate or {}).get("checks", []),
         "metrics": (gate or {}).get("metrics", {}),
         "params_diff": (gate or {}).get("params_diff", {}),
@@ -199,6 +204,20 @@ def build_input(
         "approval": approval,
         "policy": policy.model_dump(),
     }
+
+
+def outputs_only(commit: str | None, head: str) -> bool:
+    """Whether head descends from commit and differs from it only in the pipeline's outputs
+    (dvc.lock, metrics, plots, reports): the same code, conf, params and data pointers."""
+    from lockstep.vcs import git, pipeline_outputs
+
+    if not commit or commit == head:
+        return False
+    if subprocess.run(["git", "merge-base", "--is-ancestor", commit, head], capture_output=True).returncode:
+        return False
+    changed = git("diff", "--name-only", commit, head, check=False).splitlines()
+    outputs = pipeline_outputs()
+    return all(any(p == o or p.startswith(o.rstrip("/") + "/") for o in outputs) for p in changed)
 
 
 def read_record(paths: PathsConfig) -> dict[str, Any]:

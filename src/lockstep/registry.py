@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lockstep import aliases
+from lockstep import aliases, classes
 from lockstep.config import (
     DataConfig,
     Params,
@@ -40,6 +40,7 @@ from lockstep.config import (
 )
 from lockstep.io import data_md5, file_md5, write_json
 from lockstep.tracking import mlflow_client
+from lockstep.vcs import pipeline_outputs
 
 INPUT_EXAMPLE_ROWS = 5
 LINEAGE_SECTIONS = ("data", "model")  # the parameters that determine the model
@@ -49,18 +50,6 @@ def params_hash(params: dict[str, Any]) -> str:
     """A stable hash of the parameters that determine the model, independent of key order."""
     lineage = {name: params.get(name) for name in LINEAGE_SECTIONS}
     return hashlib.sha256(json.dumps(lineage, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def pipeline_outputs() -> set[str]:
-    """dvc.lock and every output dvc.yaml declares, relative to the root: what reproducing rewrites."""
-    try:
-        from dvc.repo import Repo
-
-        with Repo() as repo:
-            root = Path(repo.root_dir)
-            return {"dvc.lock"} | {Path(out.fs_path).relative_to(root).as_posix() for out in repo.index.outs}
-    except Exception:  # no DVC project here: nothing is an output
-        return {"dvc.lock"}
 
 
 def git_state() -> tuple[str, bool]:
@@ -88,6 +77,7 @@ def lineage_tags(params: dict[str, Any], data: DataConfig, paths: PathsConfig) -
         "data_md5": data_md5(data.path),
         "params_hash": params_hash(params),
         "model_md5": file_md5(paths.model),
+        **classes.tag(data.task, data.target, data.positive_class, paths.test),
     }
 
 

@@ -45,3 +45,15 @@ def dvc_json(*args: str) -> dict[str, Any]:
         return json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
         raise StageError(f"dvc {' '.join(args)} printed no JSON: {result.stdout[:200]!r}") from None
+
+
+def pipeline_outputs() -> set[str]:
+    """dvc.lock and every output dvc.yaml declares, relative to the root: what reproducing rewrites."""
+    try:
+        from dvc.repo import Repo
+
+        with Repo() as repo:
+            root = Path(repo.root_dir)
+            return {"dvc.lock"} | {Path(out.fs_path).relative_to(root).as_posix() for out in repo.index.outs}
+    except Exception:  # no DVC project here: nothing is an output
+        return {"dvc.lock"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -249,3 +250,32 @@ def test_approval_times_are_read_as_regopy_reads_them() -> None:
         "failures": [],
     }
     assert document["policy"] == PolicyConfig().model_dump() == copy.deepcopy(document["policy"])
+
+
+def test_the_gate_of_the_commit_that_records_the_outputs_is_the_versions_own(tmp_path: Path, monkeypatch) -> None:
+    # `make repro` registers on commit A, then dvc.lock is committed (B): the gate at B judged A's inputs
+    import subprocess
+
+    from lockstep.policy import outputs_only
+
+    monkeypatch.chdir(tmp_path)
+
+    def commit(name: str, text: str) -> str:
+        (tmp_path / name).write_text(text)
+        env = {
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@t",
+        }
+        subprocess.run(["git", "add", name], check=True)
+        subprocess.run(["git", "commit", "-qm", name], check=True, env={**os.environ, **env})
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    subprocess.run(["git", "init", "-q"], check=True)
+    a = commit("train.py", "v1")
+    b = commit("dvc.lock", "outs")
+    c = commit("train.py", "v2")
+    assert outputs_only(a, b)  # only what the pipeline writes
+    assert not outputs_only(a, c)  # code changed since the registration
+    assert not outputs_only(b, a) and not outputs_only(a, a) and not outputs_only(None, b)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lockstep.classes import named, of_version
 from lockstep.config import Params
 from lockstep.deploy_lock import DeployLock, ModelRef
 from lockstep.inference_log import describe, is_postgres
@@ -56,7 +57,9 @@ def reference_predictions(params: Params, model_ref: ModelRef, features: Any) ->
     with mlflow_client():
         model = mlflow.pyfunc.load_model(model_ref.uri)
     out = model.predict(prepare(features) if prepare else features)
-    return pd.Series(out.tolist() if hasattr(out, "tolist") else list(out), name="prediction")
+    values = out.tolist() if hasattr(out, "tolist") else list(out)
+    # as the service answered them: a binary model's 0/1 as class names (lockstep.classes)
+    return pd.Series(named(values, of_version(model_ref.name, model_ref.version)), name="prediction")
 
 
 def prompt_checks(cfg: MonitorConfig, params: Params, variant: str, since: float, until: float) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from lockstep.classes import named
 from lockstep.config import LLMConfig, StageError, tracking_uri
 from lockstep.deploy_lock import DeployLock
 from lockstep.hooks import Hooks
@@ -143,7 +144,7 @@ class Service:
             if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in values):
                 self.metrics.quality.labels(arm, "invalid").inc()
                 quality.append("invalid")
-            return values
+            return named(values, v.classes)  # a binary model's 0/1 as the data's class names
 
         quality: list[str] = []
         try:

@@ -18,6 +18,7 @@ class Variant:
     prompts: dict[str, Any]  # name -> lockstep.prompts.Prompt
     faults: Faults = field(default_factory=Faults)
     columns: dict[str, str] | None = None  # the model's input columns and types, from its signature
+    classes: list[str] | None = None  # a binary model's class names of 0 and 1 (lockstep.classes)
 
     def versions(self) -> dict[str, Any]:
         return self.locked.versions()
@@ -45,8 +46,10 @@ def registry_prompt(name: str, version: int) -> Any:
 def load_variant(name: str, locked: Locked) -> Variant:
     import mlflow
 
+    from lockstep.classes import of_version
     from lockstep.serve.validate import columns
 
     model = mlflow.pyfunc.load_model(locked.model.uri)
     prompts = {p.name: registry_prompt(p.name, p.version) for p in locked.prompts.values()}
-    return Variant(name, model, locked, prompts, columns=columns(model))
+    names = of_version(locked.model.name, locked.model.version)
+    return Variant(name, model, locked, prompts, columns=columns(model), classes=names)
