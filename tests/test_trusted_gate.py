@@ -172,8 +172,11 @@ def test_main_gates_every_commit_that_landed(project: Path) -> None:
     (project / "NOTES.md").write_text("A note.\n")
     git(project, "add", "NOTES.md")
     git(project, "commit", "-q", "-m", "A note")
-    assert gate(project, "HEAD~1")[0] == 0  # what main used to compare with: it passes
-    code, report, _ = gate(project, before)  # what main compares with now: the push's `before` commit
+    # What main used to compare with sees no change (the model is below min either way: absolute limits
+    # need no base); what main compares with now, the push's `before` commit, sees the regression
+    _, report, _ = gate(project, "HEAD~1")
+    assert "| -0" not in line(report, "reports/metrics.json:accuracy") and "worse by more" not in report
+    code, report, _ = gate(project, before)
     assert code == 1 and "worse by more than the allowed 0.02" in line(report, "reports/metrics.json:accuracy")
 
 
@@ -201,8 +204,8 @@ def test_promotion_needs_a_decision_on_the_versions_own_commit(project: Path) ->
 
 
 def line(report: str, metric: str) -> str:
-    """The metric's row of the checks table (metric, base, new, change, rule, result)."""
-    (found,) = [row for row in report.splitlines() if row.startswith(f"| `{metric}` |") and row.count(" | ") == 5]
+    """The metric's row of the checks table (metric, base, new, change, interval, rule, verdict)."""
+    (found,) = [row for row in report.splitlines() if row.startswith(f"| `{metric}` |") and row.count(" | ") == 6]
     return found
 
 

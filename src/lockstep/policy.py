@@ -30,6 +30,7 @@ import yaml
 
 from lockstep.config import Params, PathsConfig, StageError, one_line
 from lockstep.io import write_atomic, write_json
+from lockstep.vcs import outputs_only
 
 PROJECT_DIR = Path("policies")
 GATE_DIR = Path("reports/gate")
@@ -204,20 +205,6 @@ def build_input(
         "approval": approval,
         "policy": policy.model_dump(),
     }
-
-
-def outputs_only(commit: str | None, head: str) -> bool:
-    """Whether head descends from commit and differs from it only in the pipeline's outputs
-    (dvc.lock, metrics, plots, reports): the same code, conf, params and data pointers."""
-    from lockstep.vcs import git, pipeline_outputs
-
-    if not commit or commit == head:
-        return False
-    if subprocess.run(["git", "merge-base", "--is-ancestor", commit, head], capture_output=True).returncode:
-        return False
-    changed = git("diff", "--name-only", commit, head, check=False).splitlines()
-    outputs = pipeline_outputs()
-    return all(any(p == o or p.startswith(o.rstrip("/") + "/") for o in outputs) for p in changed)
 
 
 def read_record(paths: PathsConfig) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from lockstep.config import (
 )
 from lockstep.io import data_md5, file_md5, write_json
 from lockstep.tracking import mlflow_client
-from lockstep.vcs import pipeline_outputs
+from lockstep.vcs import outputs_only, pipeline_outputs
 
 INPUT_EXAMPLE_ROWS = 5
 LINEAGE_SECTIONS = ("data", "model")  # the parameters that determine the model
@@ -179,10 +179,15 @@ def register_model(
             info = log_model(model, paths.model, example)
         # Tags go in with the version itself, so no version ever exists without its lineage.
         version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags)
-    else:  # the same bytes registered again from another commit (main after the merge): its lineage is now this one
+    elif version.tags.get("git_commit") != tags["git_commit"] and not outputs_only(
+        version.tags.get("git_commit"), tags["git_commit"]
+    ):  # the same bytes from a commit with other inputs (main after a merge): its lineage is now this one
         for key, value in tags.items():
             if version.tags.get(key) != value:
                 client.set_model_version_tag(reg.model_name, version.version, key, value)
+    else:  # the same commit's inputs: the lineage stays (a decision taken on it stays valid); new tags added
+        for key in tags.keys() - version.tags.keys():
+            client.set_model_version_tag(reg.model_name, version.version, key, tags[key])
     return {
         "model_name": reg.model_name,
         "version": int(version.version),

@@ -57,3 +57,15 @@ def pipeline_outputs() -> set[str]:
             return {"dvc.lock"} | {Path(out.fs_path).relative_to(root).as_posix() for out in repo.index.outs}
     except Exception:  # no DVC project here: nothing is an output
         return {"dvc.lock"}
+
+
+def outputs_only(commit: str | None, head: str) -> bool:
+    """Whether head descends from commit and differs from it only in the pipeline's outputs
+    (dvc.lock, metrics, plots, reports): the same code, conf, params and data pointers."""
+    if not commit or commit == head:
+        return False
+    if subprocess.run(["git", "merge-base", "--is-ancestor", commit, head], capture_output=True).returncode:
+        return False
+    changed = git("diff", "--name-only", commit, head, check=False).splitlines()
+    outputs = pipeline_outputs()
+    return all(any(p == o or p.startswith(o.rstrip("/") + "/") for o in outputs) for p in changed)

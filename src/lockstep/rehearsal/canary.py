@@ -15,6 +15,8 @@ from typing import Any
 from lockstep.config import Params, StageError
 
 RECORD = Path("reports/canary-rehearsal.jsonl")
+PREDICT_SENDERS = 8  # concurrent senders of the test split's rows (of the prompts, when there is no model)
+PROMPT_SENDERS = 1  # of the golden sets' cases, beside the rows
 
 
 def synthetic_requests(params: Params) -> list[tuple[str, dict[str, Any]]]:
@@ -54,6 +56,28 @@ def traffic(url: str, requests: list[tuple[str, Any]], stop: threading.Event, se
     client.close()
 
 
+def until_samples(client: Any, min_samples: int, longest: int = 6) -> Any:
+    """A rehearsal's window: rehearsal_window_s, then on (up to `longest` times as long) until both arms
+    have min_samples requests, so how fast this machine sends does not decide the verdict. (At 100 %
+    stable has none: the canary's alone then.) Production windows are fixed: conf/deploy window_s."""
+    import time
+
+    from lockstep.serve.canary import scrape, window_stats
+
+    def wait(seconds: float) -> None:
+        start = scrape(client)
+        time.sleep(seconds)
+        deadline = time.monotonic() + seconds * (longest - 1)
+        while time.monotonic() < deadline:
+            now = scrape(client)
+            canary, stable = (window_stats(start, now, arm)["requests"] for arm in ("canary", "stable"))
+            if canary >= min_samples and (stable >= min_samples or stable == 0):
+                return
+            time.sleep(0.2)
+
+    return wait
+
+
 class DryRun:
     """A rehearsal decides, but moves no alias and tags nothing."""
 
@@ -89,14 +113,24 @@ def rehearsal(params: Params, lock_file: Path | None, inject: str | None) -> Out
     stop = threading.Event()
     requests = synthetic_requests(params)
     counts: dict[int, int] = {}
+    # The model's requests take milliseconds, a language model's answer seconds: the predict traffic
+    # gets its own senders, so every window holds enough of it on both arms (min_samples), and one
+    # sender keeps the prompts coming; a request the canary slows down holds up only its sender
+    predict = [r for r in requests if r[0] == "/v1/predict"]
+    prompts = [r for r in requests if r[0] != "/v1/predict"]
+    senders = [(predict, n) for n in range(PREDICT_SENDERS if predict else 0)]
+    senders += [(prompts, n) for n in range(PROMPT_SENDERS if predict else PREDICT_SENDERS)] if prompts else []
     with Running(app) as running:
         drivers = [
-            threading.Thread(target=traffic, args=(running.url, requests, stop, n * 7919, counts)) for n in range(4)
+            threading.Thread(target=traffic, args=(running.url, kind, stop, n * 7919 + i, counts))
+            for i, (kind, n) in enumerate(senders)
         ]
         for driver in drivers:
             driver.start()
         try:
-            decision = Controller(deploy, service.lock, Client(running.url), token, RECORD, registry=DryRun()).run()
+            client = Client(running.url)
+            wait = until_samples(Client(running.url), deploy.thresholds.min_samples)
+            decision = Controller(deploy, service.lock, client, token, RECORD, registry=DryRun(), wait=wait).run()
         finally:
             stop.set()
             for driver in drivers:
