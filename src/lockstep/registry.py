@@ -27,7 +27,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from lockstep import aliases, classes
+from lockstep import aliases, classes, importance
 from lockstep.config import (
     DataConfig,
     Params,
@@ -158,6 +158,16 @@ def use_experiment(client: Any, name: str) -> None:
     mlflow.set_experiment(name)
 
 
+def feature_weights(model: Any, data: DataConfig, paths: PathsConfig) -> dict[str, float]:
+    """The model's permutation importance on the test split (lockstep.importance)."""
+    import pandas as pd
+
+    from lockstep.tabular import features_and_labels
+
+    features, labels = features_and_labels(pd.read_parquet(paths.test), data)
+    return importance.compute(model, features, labels, data.task)
+
+
 def register_model(
     client: Any, params: dict[str, Any], data: DataConfig, paths: PathsConfig, reg: RegisterConfig
 ) -> dict[str, Any]:
@@ -168,6 +178,9 @@ def register_model(
 
     tags = lineage_tags(params, data, paths)
     version = find_version(client, reg.model_name, tags["model_md5"])
+    used = {}  # what the monitor weighs drift by: on the version, not in the record
+    if version is None or importance.TAG not in version.tags:
+        used = importance.tag(feature_weights(joblib.load(paths.model), data, paths))
     if version is None:
         model = joblib.load(paths.model)
         example = pd.read_parquet(paths.test).drop(columns=[data.target]).head(INPUT_EXAMPLE_ROWS)
@@ -178,7 +191,7 @@ def register_model(
             mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
             info = log_model(model, paths.model, example)
         # Tags go in with the version itself, so no version ever exists without its lineage.
-        version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags)
+        version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags | used)
     elif version.tags.get("git_commit") != tags["git_commit"] and not outputs_only(
         version.tags.get("git_commit"), tags["git_commit"]
     ):  # the same bytes from a commit with other inputs (main after a merge): its lineage is now this one
@@ -188,6 +201,9 @@ def register_model(
     else:  # the same commit's inputs: the lineage stays (a decision taken on it stays valid); new tags added
         for key in tags.keys() - version.tags.keys():
             client.set_model_version_tag(reg.model_name, version.version, key, tags[key])
+    if importance.TAG not in version.tags:  # a version registered before the monitor weighed drift
+        for key, value in used.items():
+            client.set_model_version_tag(reg.model_name, version.version, key, value)
     return {
         "model_name": reg.model_name,
         "version": int(version.version),

@@ -147,6 +147,14 @@ class DriftThresholds(_Strict):
     jensen_shannon: float = Field(default=0.1, gt=0)  # categorical, large reference
     psi: float = Field(default=0.2, gt=0)  # predictions: population stability index >= this
     drift_share: float = Field(default=0.5, gt=0, le=1)  # dataset drift: drifted features' share >= this
+    # What the model uses (its permutation importance, lockstep.importance): the drifted features'
+    # share of it >= this, or one of the top_k features drifted with an effect >= top_effect
+    weighted_drift_share: float = Field(default=0.3, gt=0, le=1)
+    top_k: int = Field(default=3, ge=0)
+    top_effect: float = Field(default=0.5, gt=0)  # normed Wasserstein (reference sds) or Jensen-Shannon distance
+    # A p-value alone flags trivial shifts in large windows: a drifted feature also moved this much
+    min_effect: float = Field(default=0.1, ge=0)  # numeric: normed Wasserstein distance, in reference sds
+    min_effect_categorical: float = Field(default=0.05, ge=0)  # categorical: Jensen-Shannon distance
     categorical_max_unique: int = Field(default=5, ge=1)  # numeric columns with at most this many values
 
 

@@ -77,6 +77,43 @@ def test_unshifted_traffic_raises_no_retraining_and_shifted_traffic_does(referen
     assert first is not None and first - shifted_at < 5  # within M windows of the shift
 
 
+def wide(n: int, seed: int, shift: dict[int, float] | None = None) -> pd.DataFrame:
+    """30 correlated-free features as on the default bake's table (455 reference rows, windows of 114)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({f"x{i}": rng.normal(0, 1, n) for i in range(30)})
+    for i, amount in (shift or {}).items():
+        frame[f"x{i}"] += amount
+    return frame
+
+
+def test_drift_is_weighed_by_what_the_model_uses() -> None:
+    """On 30 features: 200 unshifted windows raise no request; +2 sd on the feature the model uses most
+    raises one within 2 windows; +2 sd on one it does not use, none (the plain share, 1 of 30, would
+    have missed the first as it misses the second)."""
+    t = DriftThresholds()
+    weights = {f"x{i}": w for i, w in enumerate([0.3, 0.2, 0.15, 0.1, 0.05] + [0.2 / 20] * 20 + [0.0] * 5)}
+    reference = wide(455, 0)
+    ref_pred = pd.Series((reference["x0"] > 0).astype(int))
+
+    def requests(shift: dict[int, float] | None, windows: int, seed: int) -> tuple[int, int | None]:
+        breaches, count, first = [], 0, None
+        for w in range(windows):
+            window = wide(114, seed + w, shift)
+            result = window_drift(reference, ref_pred, window, (window["x0"] > 0).astype(int), t, weights)
+            breaches.append(result["breach"])
+            if retrain_due(breaches, 2, 5):
+                count += 1
+                first = w if first is None else first
+        return count, first
+
+    assert requests(None, 200, 1000) == (0, None)
+    _, first = requests({0: 2.0}, 5, 2000)
+    assert first is not None and first <= 1  # the second window: 2 of the last 5 breach
+    assert requests({29: 2.0}, 20, 3000) == (0, None)
+    plain = window_drift(reference, ref_pred, wide(114, 7, {0: 2.0}), ref_pred[:114], t)
+    assert plain["failing"] == [] and plain["drift_share"] < t.drift_share  # unweighted: unseen
+
+
 def project(d: Deployed, reference_rows: int = 5000) -> None:
     params = yaml.safe_load(d.params_file.read_text())
     params["monitor"] = {"log": "monitor/inference.db", "target": "y", "window_s": WINDOW_S, "min_rows": 100}

@@ -26,7 +26,8 @@ def report(verdict: Any) -> int:
     summary = verdict.summary
     failing = ",".join(summary["failing"]) or "none"
     per_variant = "; ".join(
-        f"{name} ({v['model']}): drift share {v['drift_share']:.2f}, prediction PSI {v['prediction_psi']:.3f}"
+        f"{name} ({v['model']}): drift share {v['drift_share']:.2f} (weighted by use {v['weighted_drift_share']:.2f}),"
+        f" prediction PSI {v['prediction_psi']:.3f}"
         for name, v in verdict.variants.items()
     )
     tagged = f"; tagged {', '.join(verdict.tagged)}" if verdict.tagged else ""

@@ -22,7 +22,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     help = "serve on loopback, send windows of test-split traffic (shifted with --shift), judge them as monitor does"
     sub = subparsers.add_parser("monitor-rehearsal", help=help, description=help)
     add_params(sub)
-    sub.add_argument("--shift", default=os.environ.get("SHIFT") or None, help="FEATURE:+Nsd, e.g. f1:+2sd")
+    sub.add_argument(
+        "--shift",
+        default=os.environ.get("SHIFT") or None,
+        help="FEATURE:+Nsd, comma-separated, or top:N:+Nsd / bottom:N:+Nsd (the features the model uses most / least)",
+    )
     sub.add_argument("--lock", type=Path, default=None, help=LOCK_HELP)
     sub.set_defaults(run=run)
 

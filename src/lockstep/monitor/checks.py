@@ -43,21 +43,22 @@ def feature_drift(reference: pd.Series, current: pd.Series, t: DriftThresholds) 
             expected = np.maximum(ref, EPS)
             expected = expected / expected.sum() * n
             p = float(stats.chisquare(cur * n, expected).pvalue)
+            js = float(distance.jensenshannon(ref, cur))
             return {"statistic": "chi-square p-value", "value": p, "threshold": t.chi2_p_value,
-                    "drifted": p < t.chi2_p_value}  # fmt: skip
+                    "drifted": p < t.chi2_p_value and js >= t.min_effect_categorical, "effect": js}  # fmt: skip
         js = float(distance.jensenshannon(ref, cur))
         return {"statistic": "Jensen-Shannon distance", "value": js, "threshold": t.jensen_shannon,
-                "drifted": js >= t.jensen_shannon}  # fmt: skip
+                "drifted": js >= t.jensen_shannon, "effect": js}  # fmt: skip
     ref_values = reference.dropna().to_numpy(dtype=float)
     cur_values = pd.to_numeric(current, errors="coerce").dropna().to_numpy(dtype=float)
+    scale = float(np.std(ref_values)) or 1.0
+    w = float(stats.wasserstein_distance(ref_values, cur_values)) / scale  # the effect, in reference sds
     if small:
         p = float(stats.ks_2samp(ref_values, cur_values).pvalue)
         return {"statistic": "Kolmogorov-Smirnov p-value", "value": p, "threshold": t.ks_p_value,
-                "drifted": p < t.ks_p_value}  # fmt: skip
-    scale = float(np.std(ref_values)) or 1.0
-    w = float(stats.wasserstein_distance(ref_values, cur_values)) / scale
+                "drifted": p < t.ks_p_value and w >= t.min_effect, "effect": w}  # fmt: skip
     return {"statistic": "normed Wasserstein distance", "value": w, "threshold": t.wasserstein,
-            "drifted": w >= t.wasserstein}  # fmt: skip
+            "drifted": w >= t.wasserstein, "effect": w}  # fmt: skip
 
 
 def psi(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 10) -> float:
@@ -76,20 +77,29 @@ def psi(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 1
 
 def window_drift(
     reference: pd.DataFrame, ref_predictions: pd.Series, current: pd.DataFrame, predictions: pd.Series,
-    t: DriftThresholds,
+    t: DriftThresholds, weights: dict[str, float] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """One window against the reference: each feature, the share drifted, the predictions' PSI."""
+    """One window against the reference: each feature, the share drifted (plain, and weighted by what
+    the model uses: `weights`, lockstep.importance), the top features' drift, the predictions' PSI."""
     features = {c: feature_drift(reference[c], current[c], t) for c in reference.columns if c in current.columns}
     drifted = sorted(c for c, f in features.items() if f["drifted"])
     share = len(drifted) / len(features) if features else 0.0
+    used = {c: (weights or {}).get(c, 0.0) if weights else 1.0 for c in features}
+    total = sum(used.values()) or 1.0
+    weighted = sum(used[c] for c in drifted) / total
+    top = sorted((c for c in features if used[c] > 0), key=lambda c: -used[c])[: t.top_k] if weights else []
+    moved = [c for c in top if c in drifted and features[c]["effect"] >= t.top_effect]
     prediction_psi = psi(ref_predictions, predictions, t.categorical_max_unique)
-    failing = (["dataset_drift"] if share >= t.drift_share else []) + (
-        ["prediction_drift"] if prediction_psi >= t.psi else []
-    )
+    failing = ["dataset_drift"] if share >= t.drift_share else []
+    failing += ["weighted_drift"] if weighted >= t.weighted_drift_share else []
+    failing += ["important_feature_drift"] if moved else []
+    failing += ["prediction_drift"] if prediction_psi >= t.psi else []
     return {
         "rows": len(current),
         "drift_share": round(share, 4),
+        "weighted_drift_share": round(weighted, 4),
         "drifted_features": drifted,
+        "important_drifted": moved,
         "prediction_psi": round(prediction_psi, 4),
         "failing": failing,
         "breach": bool(failing),

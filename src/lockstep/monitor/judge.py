@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lockstep import importance
 from lockstep.classes import named, of_version
 from lockstep.config import Params
 from lockstep.deploy_lock import DeployLock, ModelRef
@@ -103,8 +104,9 @@ def tag_versions(lock: DeployLock, tags_by_variant: dict[str, dict[str, str]]) -
 
 
 def judge(
-    cfg: Any, reference: Any, ref_predictions: Any, current: Any, predictions: Any, first: int, latest: int
-) -> list[dict[str, Any]]:
+    cfg: Any, reference: Any, ref_predictions: Any, current: Any, predictions: Any, first: int, latest: int,
+    weights: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:  # fmt: skip
     """One variant's windows first..latest (window numbers), each judged against the reference when it
     holds at least min_rows rows."""
     from lockstep.monitor.checks import window_drift
@@ -117,7 +119,7 @@ def judge(
         window: dict[str, Any] = {"start": _iso(i * cfg.window_s), "rows": rows, "judged": rows >= cfg.min_rows}
         if window["judged"]:
             features = current[mask].drop(columns="_ts")
-            window |= window_drift(reference, ref_predictions, features, predictions[mask], cfg.drift)
+            window |= window_drift(reference, ref_predictions, features, predictions[mask], cfg.drift, weights)
         else:
             window |= {"breach": False, "failing": []}
         windows.append(window)
@@ -127,10 +129,11 @@ def judge(
 def variant_summary(windows: list[dict[str, Any]], model: ModelRef) -> dict[str, Any]:
     """A variant's result: its latest judged window's figures, the latest window's failing signals."""
     judged = [w for w in windows if w["judged"]]
-    last = judged[-1] if judged else {"drift_share": 0.0, "prediction_psi": 0.0, "rows": 0}
+    last = judged[-1] if judged else {"drift_share": 0.0, "weighted_drift_share": 0.0, "prediction_psi": 0.0, "rows": 0}
     return {
         "model": f"{model.name}/{model.version}", "windows_judged": len(judged),
         "breaches": sum(w["breach"] for w in windows), "drift_share": last["drift_share"],
+        "weighted_drift_share": last.get("weighted_drift_share", 0.0),
         "prediction_psi": last["prediction_psi"], "rows": last["rows"], "failing": windows[-1]["failing"],
         "drifted_features": last.get("drifted_features", []),
         "features": {n: {"statistic": f["statistic"], "value": round(f["value"], 6), "drifted": f["drifted"]}
@@ -195,7 +198,8 @@ def monitor(
         current, predictions = logged[name]
         model = lock.variants[name].model
         ref_predictions = reference_predictions(params, model, reference)
-        windows = judge(cfg, reference, ref_predictions, current, predictions, first, latest)
+        weights = importance.of_version(model.name, model.version)  # what the model uses (register time)
+        windows = judge(cfg, reference, ref_predictions, current, predictions, first, latest, weights)
         prompts = prompt_checks(cfg, params, name, latest * cfg.window_s, (latest + 1) * cfg.window_s)
         prompt_failing = [f"prompt:{p}:{signal}" for p, r in prompts.items() for signal in r["failing"]]
         if prompt_failing:
@@ -214,7 +218,8 @@ def monitor(
     summary = {
         "last_check": _iso(now), "windows": len(windows), "windows_judged": sum(w["judged"] for w in windows),
         "breaches": sum(breaches), "breaches_n": cfg.breaches_n, "retrain": retrain,
-        "drift_share": main["drift_share"], "prediction_psi": main["prediction_psi"], "rows": main["rows"],
+        "drift_share": main["drift_share"], "weighted_drift_share": main["weighted_drift_share"],
+        "prediction_psi": main["prediction_psi"], "rows": main["rows"],
         "failing": windows[-1]["failing"], "drifted_features": main["drifted_features"],
     }  # fmt: skip
     cfg.out.mkdir(parents=True, exist_ok=True)

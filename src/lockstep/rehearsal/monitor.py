@@ -16,17 +16,45 @@ from lockstep.config import Params, StageError
 from lockstep.monitor.judge import Verdict
 from lockstep.settings import MonitorConfig
 
-SHIFT = re.compile(r"(?P<feature>[^:]+):(?P<amount>[+-]\d+(?:\.\d+)?)sd")
+SHIFT = re.compile(r"(?:(?P<rank>top|bottom):(?P<n>\d+)|(?P<feature>[^:,]+)):(?P<amount>[+-]\d+(?:\.\d+)?)sd")
 BATCH = 50  # rows per request
 
 
-def parse_shift(spec: str | None) -> tuple[str, float] | None:
-    if not spec:
-        return None
-    m = SHIFT.fullmatch(spec.strip())
-    if not m:
-        raise StageError(f"shift '{spec}': expected FEATURE:+Nsd, e.g. radius_mean:+2sd")
-    return m["feature"], float(m["amount"])
+def parse_shift(spec: str | None) -> list[tuple[str, float]]:
+    """FEATURE:+Nsd, several comma-separated, or top:N:+Nsd / bottom:N:+Nsd (the N features the model
+    uses most or least, by the locked stable version's permutation importance: `@top:N`, `@bottom:N`)."""
+    shifts = []
+    for part in (spec or "").split(","):
+        if not part.strip():
+            continue
+        m = SHIFT.fullmatch(part.strip())
+        if not m:
+            raise StageError(
+                f"shift '{part.strip()}': expected FEATURE:+Nsd or top:N:+Nsd, e.g. mean_radius:+2sd,top:1:-1sd"
+            )
+        name = f"@{m['rank']}:{m['n']}" if m["rank"] else m["feature"]
+        shifts.append((name, float(m["amount"])))
+    return shifts
+
+
+def resolve(
+    shifts: list[tuple[str, float]], columns: list[str], weights: dict[str, float] | None
+) -> list[tuple[str, float]]:
+    """The features a shift names: `@top:N` and `@bottom:N` by the model's importance."""
+    resolved = []
+    for name, amount in shifts:
+        if name.startswith("@"):
+            if not weights:
+                raise StageError("shift: top:N and bottom:N need the model's feature importance; register again")
+            rank, n = name[1:].split(":")
+            ordered = sorted((c for c in columns if c in weights), key=lambda c: (-weights[c], c))
+            chosen = ordered[: int(n)] if rank == "top" else ordered[::-1][: int(n)]
+            resolved += [(c, amount) for c in chosen]
+        elif name not in columns:
+            raise StageError(f"shift: no feature '{name}' (features: {', '.join(map(str, columns))})")
+        else:
+            resolved.append((name, amount))
+    return resolved
 
 
 @dataclass
@@ -60,11 +88,15 @@ def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | N
     target = base.target or (params.data.target if params.data else None)
     test = pd.read_parquet(test_file).drop(columns=[target] if target else [], errors="ignore")
     if shift:
-        feature, amount = shift
-        if feature not in test.columns:
-            raise StageError(f"shift: no feature '{feature}' (features: {', '.join(map(str, test.columns))})")
-        scale = float(pd.read_parquet(base.reference)[feature].std())
-        test[feature] = test[feature] + amount * scale
+        from lockstep.deploy_lock import read_lock
+        from lockstep.importance import of_version
+
+        stable = read_lock(lock_file or params.deploy.lock_file).stable.model
+        weights = of_version(stable.name, stable.version) if any(n.startswith("@") for n, _ in shift) else None
+        shift = resolve(shift, [str(c) for c in test.columns], weights)
+        reference = pd.read_parquet(base.reference)
+        for feature, amount in shift:
+            test[feature] = test[feature] + amount * float(reference[feature].std())
     for path in (log, log.with_name(log.name + "-wal"), log.with_name(log.name + "-shm")):
         path.unlink(missing_ok=True)
     app, service = build(params, lock_file, log=False)
@@ -84,6 +116,6 @@ def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | N
                 status, _, _ = http.post("/v1/predict", {"rows": records[i : i + BATCH]}, key=f"rehearsal-{i}")
                 failed += status != 200
     service.close()
-    what = f"{shift[0]} shifted by {shift[1]:+g} sd" if shift else "the test split, unshifted"
+    what = ", ".join(f"{f} shifted by {a:+g} sd" for f, a in shift) if shift else "the test split, unshifted"
     verdict = monitor(params, now=clock["now"], registry=False, cfg=cfg)
     return Outcome(cfg.windows_m, rows, what, failed, verdict)
