@@ -158,6 +158,14 @@ def use_experiment(client: Any, name: str) -> None:
     mlflow.set_experiment(name)
 
 
+def relineage(current: dict[str, str], commit: str) -> bool:
+    """Whether a version's lineage tags give way to a clean registration from `commit`: they name an
+    uncommitted tree, or a commit whose code, conf or data differ from it (more than outputs)."""
+    if current.get("git_dirty") != "false":
+        return True
+    return current.get("git_commit") != commit and not outputs_only(current.get("git_commit"), commit)
+
+
 def feature_weights(model: Any, data: DataConfig, paths: PathsConfig) -> dict[str, float]:
     """The model's permutation importance on the test split (lockstep.importance)."""
     import pandas as pd
@@ -192,13 +200,13 @@ def register_model(
             info = log_model(model, paths.model, example)
         # Tags go in with the version itself, so no version ever exists without its lineage.
         version = mlflow.register_model(info.model_uri, reg.model_name, tags=tags | used)
-    elif version.tags.get("git_commit") != tags["git_commit"] and not outputs_only(
-        version.tags.get("git_commit"), tags["git_commit"]
-    ):  # the same bytes from a commit with other inputs (main after a merge): its lineage is now this one
+    elif tags["git_dirty"] == "false" and relineage(version.tags, tags["git_commit"]):
+        # the same bytes from a clean tree of a commit with other inputs (main after a merge), or
+        # registered before from an uncommitted tree: its lineage is now this one
         for key, value in tags.items():
             if version.tags.get(key) != value:
                 client.set_model_version_tag(reg.model_name, version.version, key, value)
-    else:  # the same commit's inputs: the lineage stays (a decision taken on it stays valid); new tags added
+    else:  # the same commit's inputs (a decision taken on them stays valid), or a dirty tree: new tags added
         for key in tags.keys() - version.tags.keys():
             client.set_model_version_tag(reg.model_name, version.version, key, tags[key])
     if importance.TAG not in version.tags:  # a version registered before the monitor weighed drift

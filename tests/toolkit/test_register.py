@@ -210,3 +210,10 @@ def test_params_hash_follows_data_and_model_only(params: dict) -> None:
     assert registry.params_hash({**params, "model": {**params["model"], "scale": False}}) != before
     reordered = {"model": params["model"], "data": dict(reversed(list(params["data"].items())))}
     assert registry.params_hash(reordered) == before
+
+
+def test_a_clean_registration_takes_over_a_dirty_or_foreign_lineage(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no repository: no commit descends from another by outputs only
+    assert registry.relineage({"git_dirty": "true", "git_commit": "a"}, "a")  # registered before committing
+    assert not registry.relineage({"git_dirty": "false", "git_commit": "a"}, "a")  # the decision on it stands
+    assert registry.relineage({"git_dirty": "false", "git_commit": "a"}, "b")  # other inputs (a merge)
