@@ -89,12 +89,10 @@ def fit(sections: list[Section], budget: int = BUDGET) -> str:
 
 
 def pii_patterns() -> dict[str, str] | None:
-    """The regular expressions of MLflow's PIIDetection scorer, or None when this MLflow has none."""
-    try:
-        from mlflow.genai.scorers.builtin_scorers import _PII_PATTERNS
-    except ImportError:
-        return None
-    return dict(_PII_PATTERNS) if isinstance(_PII_PATTERNS, dict) else None
+    """The patterns answers are masked with (lockstep.pii: MLflow PIIDetection's, as our own copy)."""
+    from lockstep.pii import DEFAULT_PATTERNS
+
+    return dict(DEFAULT_PATTERNS)
 
 
 def mask(text: str, patterns: dict[str, str] | None) -> str | None:

@@ -1,7 +1,10 @@
 """The inference log: each sampled request's inputs, outputs, variant, versions, latency and
 quality signals, in SQLite (a file, the default) or PostgreSQL (a `postgresql://` URL, for teams).
-A request only puts a record on a bounded queue (never blocks); a background thread redacts PII
-and writes batches. A full queue drops the record and counts it; so does a failed write.
+A request only puts a record on a bounded queue (never blocks); a background thread keeps the
+allow-listed input fields (conf/monitor `fields`), redacts PII (`redact`, lockstep.pii's patterns
+by default), writes batches and deletes what is past retention (`retention_days`,
+`retention_rows`). A full queue drops the record and counts it; so does a failed write. A
+prompt's text is never logged: its name and version, the variables and the answer.
 
 Table `inference`: ts (epoch s), deploy_id, variant, endpoint (predict | prompt), model_name,
 model_version, prompt_name, prompt_version, latency_ms, inputs (JSON: the rows, or the prompt's
@@ -79,11 +82,23 @@ def engine(store: str | Path) -> tuple[Any, Any]:
     return create_engine(database_url(store), connect_args=connect_args), _table(MetaData())
 
 
-def pii_patterns() -> list[tuple[str, re.Pattern[str]]]:
-    """The prompt gates' detector (MLflow's PIIDetection) as compiled patterns, to redact with."""
-    from mlflow.genai.scorers.builtin_scorers import _PII_PATTERNS
+def pii_patterns(patterns: dict[str, str] | None = None) -> list[tuple[str, re.Pattern[str]]]:
+    """The patterns to redact with: the project's (conf/monitor redact), else lockstep.pii's defaults."""
+    from lockstep.pii import compiled
 
-    return [(kind, re.compile(pattern)) for kind, pattern in _PII_PATTERNS.items()]
+    return compiled(patterns)
+
+
+def kept(value: Any, fields: list[str] | None) -> Any:
+    """Only the allow-listed fields of the inputs (a row, a list of rows, a prompt's variables);
+    everything when fields is None. A field left out is never stored, whatever its type."""
+    if fields is None:
+        return value
+    if isinstance(value, dict):
+        return {k: v for k, v in value.items() if k in fields}
+    if isinstance(value, list):
+        return [kept(v, fields) for v in value]
+    return value
 
 
 def redact(value: Any, patterns: list[tuple[str, re.Pattern[str]]]) -> Any:
@@ -113,6 +128,10 @@ class InferenceLog:
         queue_size: int = 10000,
         on_drop: Callable[[int], None] | None = None,
         start: bool = True,
+        fields: list[str] | None = None,
+        patterns: dict[str, str] | None = None,
+        retention_days: float | None = None,
+        retention_rows: int | None = None,
     ) -> None:
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -123,7 +142,9 @@ class InferenceLog:
         self.dropped = 0  # full queue, or a failed write
         self.written = 0
         self._lock = threading.Lock()
-        self._patterns = pii_patterns()
+        self._patterns = pii_patterns(patterns)
+        self.fields = fields  # the allow-list of input fields stored (None: all)
+        self.retention_days, self.retention_rows = retention_days, retention_rows
         self.engine, self.table = engine(store)
         try:
             with self.engine.begin() as db:
@@ -162,6 +183,8 @@ class InferenceLog:
         row = {}
         for column in COLUMNS:
             value = fields.get(column)
+            if column == "inputs":
+                value = kept(value, self.fields)
             if column in ("inputs", "outputs", "error"):
                 value = redact(value, self._patterns)
             if column in JSON_COLUMNS and value is not None:
@@ -184,6 +207,7 @@ class InferenceLog:
                     if records:
                         with self.engine.begin() as db:
                             db.execute(insert, [self._row(r) for r in records])
+                            self._expire(db, max(r.get("ts") or 0 for r in records))
                     with self._lock:
                         self.written += len(records)
                 except Exception:  # a full disk, a locked file, a database away: records lost, never the service
@@ -194,6 +218,19 @@ class InferenceLog:
                     return
         finally:
             self.engine.dispose()
+
+    def _expire(self, db: Any, now: float) -> None:
+        """Retention: records older than retention_days before the newest, and beyond the newest
+        retention_rows, are deleted with each batch written."""
+        from sqlalchemy import delete, select
+
+        t = self.table
+        if self.retention_days is not None:
+            db.execute(delete(t).where(t.c.ts < now - self.retention_days * 86400))
+        if self.retention_rows is not None:
+            cut = db.execute(select(t.c.id).order_by(t.c.id.desc()).offset(self.retention_rows).limit(1)).scalar()
+            if cut is not None:
+                db.execute(delete(t).where(t.c.id <= cut))
 
     def flush(self) -> None:
         self.queue.join()

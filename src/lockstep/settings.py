@@ -173,7 +173,11 @@ class MonitorConfig(_Strict):
 
     log: str = "monitor/inference.db"  # SQLite file, or postgresql://user@host:port/db (no password)
     log_url_env: str = "LOCKSTEP_MONITOR_LOG"  # a variable that, when set, names the log instead (a secret)
-    sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests logged
+    sample_rate: float = Field(default=1.0, ge=0, le=1)  # share of requests logged (0: off)
+    fields: list[str] | None = None  # the input fields stored (an allow-list); None: all. The rest never stored
+    redact: dict[str, str] | None = None  # kind -> regular expression, replaced by [PII:kind]; None: lockstep.pii's
+    retention_days: float | None = Field(default=90, gt=0)  # records older than this are deleted; None: kept
+    retention_rows: int | None = Field(default=None, gt=0)  # at most this many records kept; None: no limit
     queue_size: int = Field(default=10000, gt=0)  # records waiting for the writer; beyond: dropped, counted
     reference: Path = Path("data/prepared/train.parquet")  # the training data, as prepared
     target: str | None = None  # the label column of the reference (left out of the comparison)
@@ -184,6 +188,18 @@ class MonitorConfig(_Strict):
     windows_m: int = Field(default=5, gt=0)  # ... of the last M windows breach, the latest included
     drift: DriftThresholds = DriftThresholds()
     prompts: PromptThresholds = PromptThresholds()
+
+    @field_validator("redact")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        import re
+
+        for kind, pattern in (value or {}).items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"redact.{kind}: not a regular expression ({exc})") from None
+        return value
 
     @field_validator("log")
     @classmethod

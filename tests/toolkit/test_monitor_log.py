@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import yaml
 
 from lockstep import cli
-from lockstep.config import load_params
+from lockstep.config import StageError, load_params
 from lockstep.inference_log import InferenceLog, read_log
 from lockstep.serve.client import Client
 from lockstep.serve.server import Running, build
@@ -55,6 +56,37 @@ def test_requests_are_logged_with_versions_latency_and_pii_redacted(deployed: De
     assert prompt["outputs"] == deployed.llm.answer
     raw = (deployed.root / "monitor" / "inference.db").read_bytes()
     assert b"jane.doe" not in raw and b"555-123" not in raw
+
+
+def test_what_is_stored_is_configured_allow_list_redaction_and_retention(deployed: Deployed, tmp_path) -> None:
+    # An allow-list: f2 is never stored, whatever its type; the project's own pattern redacts order numbers
+    with_monitor(deployed, fields=["f1", "ticket"], redact={"order": r"order \d+"}, retention_rows=3)
+    app, service = build(load_params(deployed.params_file))
+    with Running(app) as running:
+        http = Client(running.url)
+        for _ in range(4):
+            assert http.post("/v1/predict", {"rows": deployed.rows}, key="user-1")[0] == 200
+        ticket = "Mail jane.doe@example.com about order 42"
+        assert http.post("/v1/prompts/summarize_ticket", {"variables": {"ticket": ticket, "extra": "x"}})[0] == 200
+    service.close()
+    records = read_log(deployed.root / "monitor" / "inference.db")
+    assert len(records) == 3, "retention_rows: the newest 3 kept"
+    assert all(set(row) == {"f1"} for r in records if r["endpoint"] == "predict" for row in r["inputs"])
+    assert records[-1]["inputs"] == {"ticket": "Mail jane.doe@example.com about [PII:order]"}  # the project's list
+    raw = (deployed.root / "monitor" / "inference.db").read_bytes()
+    assert b'"f2"' not in raw and b"extra" not in raw
+    # retention by age: a record 91 days older than the newest is deleted with the next batch
+    log = InferenceLog(tmp_path / "aged.db", retention_days=90)
+    log.record(ts=0.0, endpoint="predict", inputs=[{"f1": 1}])
+    log.flush()
+    log.record(ts=91 * 86400.0, endpoint="predict", inputs=[{"f1": 2}])
+    log.close()
+    assert [r["inputs"] for r in read_log(tmp_path / "aged.db")] == [[{"f1": 2}]]
+    params = yaml.safe_load(deployed.params_file.read_text())
+    params["monitor"]["redact"] = {"bad": "("}
+    deployed.params_file.write_text(yaml.safe_dump(params))
+    with pytest.raises(StageError, match=r"redact.bad: not a regular expression"):  # the key and the mistake
+        load_params(deployed.params_file)
 
 
 def test_sampling_keeps_about_the_configured_share(deployed: Deployed) -> None:

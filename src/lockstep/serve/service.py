@@ -74,7 +74,10 @@ class Service:
             from lockstep.inference_log import InferenceLog
 
             drops = self.metrics.log_dropped.inc
-            self.log = InferenceLog(monitor.store, monitor.sample_rate, monitor.queue_size, drops)
+            self.log = InferenceLog(
+                monitor.store, monitor.sample_rate, monitor.queue_size, drops, fields=monitor.fields,
+                patterns=monitor.redact, retention_days=monitor.retention_days, retention_rows=monitor.retention_rows,
+            )  # fmt: skip
 
     def close(self) -> None:
         """Write the queued log records and stop the writer."""
