@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,14 +27,22 @@ if TYPE_CHECKING:
     from lockstep.prompts import Prompt
 
 
+LOG_EVERY = 10  # cases between progress lines when stderr is not a terminal
+
+
 def answer_all(prompt: Prompt, cases: list[dict[str, Any]], model: Backend) -> list[dict[str, Any]]:
     """One record per golden case, in order, with a progress bar on the terminal."""
     from tqdm import tqdm
 
     records = []
-    # A bar on a terminal; in logs (CI) tqdm stays quiet and the summary line below reports.
-    for case in tqdm(cases, desc=f"prompt {prompt.name}", unit="case", file=sys.stderr, disable=None):
+    # A bar on a terminal; in logs (CI, `make repro > log`) a line every LOG_EVERY cases instead
+    logged = not sys.stderr.isatty()
+    start = time.perf_counter()
+    for n, case in enumerate(tqdm(cases, desc=f"prompt {prompt.name}", unit="case", file=sys.stderr, disable=None), 1):
         answer = model.chat(prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
+        if logged and (n % LOG_EVERY == 0 or n == len(cases)):
+            print(f"prompt {prompt.name}: {n}/{len(cases)} cases answered ({time.perf_counter() - start:.0f} s)",
+                  file=sys.stderr, flush=True)  # fmt: skip
         records.append(
             {
                 "id": case["id"],
