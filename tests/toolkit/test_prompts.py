@@ -219,3 +219,17 @@ def test_answer_refuses_another_toolkit_version(workdir: Path, params: dict, sav
     err = capsys.readouterr().err
     assert err.startswith("error: prompts: params.yaml: toolkit_version 0.0.1 but lockstep-mlops ")
     assert len(err.splitlines()) == 1
+
+
+def test_answering_prints_a_progress_line_every_ten_cases_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
+    from lockstep.llm import Answer
+
+    class Echo:
+        def chat(self, messages, settings, schema=None) -> Answer:
+            return Answer("ok", 1, 1, 0.0)
+
+    prompt = load_prompt_file(TEMPLATE / "prompts" / "summarize_ticket.yaml")
+    cases = load_golden(TEMPLATE / "data" / "golden" / "summarize_ticket.jsonl", prompt)[:25]
+    assert len(prompt_eval.answer_all(prompt, cases, Echo())) == 25
+    lines = [line.split(" (")[0] for line in capsys.readouterr().err.splitlines()]  # stderr is no terminal here
+    assert lines == [f"prompt summarize_ticket: {n}/25 cases answered" for n in (10, 20, 25)]
