@@ -45,6 +45,27 @@ def timed(call, n: int) -> list[float]:
     return out
 
 
+BARE = """
+import socket, sys
+import mlflow.pyfunc, pandas as pd, uvicorn
+from fastapi import Body, FastAPI
+
+model = mlflow.pyfunc.load_model(sys.argv[1])
+app = FastAPI()
+
+@app.post("/v1/predict")
+def predict(rows: list[dict] = Body(embed=True)) -> dict:
+    return {"predictions": model.predict(pd.DataFrame(rows)).tolist()}
+
+sock = socket.socket()
+sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+sock.bind(("127.0.0.1", 0))
+sock.listen(128)
+print(f"on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10)
@@ -92,8 +113,28 @@ def main() -> None:
     service.log.close()
     service.log = None
 
+    # The baseline: a bare FastAPI app on uvicorn serving the same locked model, nothing else
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE, service.variants["stable"].locked.model.uri], env=os.environ,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        client = Client(re.search(r"on (http://\S+)", bare.stdout.readline())[1])
+        for _ in range(200):
+            client.post("/v1/predict", {"rows": rows})
+        baseline = timed(lambda: client.post("/v1/predict", {"rows": rows}, key="k"), args.n)
+        client.close()
+    finally:
+        bare.terminate()
+        bare.wait()
+
+    # lockstep serve as deployed: validation, router, metrics, the inference log and the access log on
+    params["monitor"] = {"log": "monitor/serve.db"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     env = {**os.environ, "PORT": "0", "HOST": "127.0.0.1"}
-    server = subprocess.Popen([bin_dir / "lockstep", "serve"], env=env, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [bin_dir / "lockstep", "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
     try:
         url = re.search(r"on (http://\S+)", server.stdout.readline())[1]
         client = Client(url)
@@ -127,7 +168,11 @@ def main() -> None:
     print(f"route() alone               {percentiles(routing)}")
     print(f"model.predict, direct       {percentiles(direct)}")
     print(f"Service.predict, in-process {percentiles(in_process)}")
-    print(f"POST /v1/predict over HTTP  {percentiles(http)}")
+    print(f"bare FastAPI + uvicorn      {percentiles(baseline)}")
+    print(f"POST /v1/predict over HTTP  {percentiles(http)}   (lockstep serve, inference and access log on)")
+    print(
+        f"lockstep serve minus bare   p50 {p50(http) - p50(baseline):7.3f} ms   p99 {p99(http) - p99(baseline):7.3f} ms"
+    )
     print(f"Service.predict, logged     {percentiles(logged)}")
     print(f"InferenceLog.record() alone {percentiles(record)}")
     for label, xs in (("added by router, in-process", in_process), ("added by HTTP + router     ", http)):

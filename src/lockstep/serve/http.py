@@ -66,6 +66,33 @@ class BodyLimit:
         await JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "too_long"}]}, 413)(scope, None, send)
 
 
+class AccessLog:
+    """ASGI middleware: one line per request (method, path, status, variant, milliseconds) on the
+    logger lockstep.access; a plain ASGI wrapper, not Starlette's BaseHTTPMiddleware, which costs
+    a task and a stream per request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.log = app, logging.getLogger("lockstep.access")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not self.log.isEnabledFor(logging.INFO):
+            return await self.app(scope, receive, send)
+        start, seen = time.perf_counter(), {"status": 0, "variant": "-"}
+
+        async def sending(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                headers = dict(message.get("headers") or [])
+                seen["variant"] = headers.get(b"x-lockstep-variant", b"-").decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            ms = (time.perf_counter() - start) * 1000
+            self.log.info("%s %s %s %s %.1f ms", scope["method"], scope["path"], seen["status"], seen["variant"], ms)
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -85,16 +112,7 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
     app.add_middleware(BodyLimit, limit=deploy.max_body_bytes, rejected=rejected)
 
     if deploy.access_log:
-        access = logging.getLogger("lockstep.access")
-
-        @app.middleware("http")
-        async def access_line(request: Request, call_next: Any) -> Any:
-            start = time.perf_counter()
-            response = await call_next(request)
-            variant = response.headers.get("X-Lockstep-Variant", "-")
-            ms = (time.perf_counter() - start) * 1000
-            access.info("%s %s %s %s %.1f ms", request.method, request.url.path, response.status_code, variant, ms)
-            return response
+        app.add_middleware(AccessLog)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, exc: RequestValidationError) -> JSONResponse:
