@@ -142,10 +142,14 @@ class Worktree:
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
         self.env.pop("DVC_ROOT", None)
         self.run(dvc(), "config", "--local", "cache.dir", str(root / ".dvc" / "cache"))
-        for line in subprocess.run([dvc(), "remote", "list"], capture_output=True, text=True).stdout.splitlines():
-            name, _, url = line.partition(" ")
-            if url.strip():  # as resolved from the project: a relative path means the same directory
-                self.run(dvc(), "remote", "modify", "--local", name, "url", url.split()[0])
+        # DVC wraps its output at the terminal's width (80 columns without one): a long path would
+        # be cut into two lines, so the width is unlimited here
+        listed = subprocess.run([dvc(), "remote", "list"], capture_output=True, text=True,
+                                env={**os.environ, "COLUMNS": "100000"})  # fmt: skip
+        for line in listed.stdout.splitlines():
+            fields = line.split()  # "<name> <url> [(default)]"
+            if len(fields) >= 2:  # the URL as resolved from the project: a relative path means the same directory
+                self.run(dvc(), "remote", "modify", "--local", fields[0], "url", fields[1])
 
     def run(self, *cmd: str) -> str:
         done = subprocess.run(cmd, cwd=self.dir, env=self.env, capture_output=True, text=True)
