@@ -156,11 +156,17 @@ class Loopback(http.server.BaseHTTPRequestHandler):
         pass
 
 
+LONGEST = ("test_walk.py", "test_gate_pr.py", "test_trusted_gate.py", "test_platform.py", "test_pipeline.py")
+
+
+@pytest.hookimpl(trylast=True)  # after a random order (pytest-randomly), if any, was drawn
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A tighter ceiling for the toolkit's unit tests (pyproject's `timeout` is for whole-pipeline runs)."""
+    """A tighter ceiling for the toolkit's unit tests (pyproject's `timeout` is for whole-pipeline runs);
+    the longest end-to-end modules first, so the workers start on them and the short tests fill in."""
     for item in items:
         if "/tests/toolkit/" in str(item.path) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(180))
+    items.sort(key=lambda item: LONGEST.index(item.path.name) if item.path.name in LONGEST else len(LONGEST))
 
 
 @pytest.hookimpl(hookwrapper=True)

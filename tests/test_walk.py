@@ -75,6 +75,7 @@ def use_task_data(project: Path, task: str, loader: str, target: str, model: str
     make(project, "params")
 
 
+@pytest.mark.timeout(1800)  # the default bake's walk answers its golden sets twice with the live local model
 @pytest.mark.parametrize("task", list(TASKS))
 def test_the_lifecycle_after_the_registry_walks(task: str, tmp_path: Path) -> None:
     answers, data, change = TASKS[task]
