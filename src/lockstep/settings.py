@@ -149,7 +149,7 @@ class DriftThresholds(_Strict):
     drift_share: float = Field(default=0.5, gt=0, le=1)  # dataset drift: drifted features' share >= this
     # What the model uses (its permutation importance, lockstep.importance): the drifted features'
     # share of it >= this, or one of the top_k features drifted with an effect >= top_effect
-    weighted_drift_share: float = Field(default=0.3, gt=0, le=1)
+    weighted_drift_share: float = Field(default=0.75, gt=0, le=1)
     top_k: int = Field(default=3, ge=0)
     top_effect: float = Field(default=0.5, gt=0)  # normed Wasserstein (reference sds) or Jensen-Shannon distance
     # A p-value alone flags trivial shifts in large windows: a drifted feature also moved this much

@@ -8,6 +8,7 @@ on the served versions; the HTML report names the drifted feature and its statis
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
@@ -210,6 +211,21 @@ def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
     with capsys.disabled():
         print(f"\nmonitor: 100k logged rows in 5 windows checked in {elapsed:.2f} s (model load and report included)")
     assert json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())["rows"] == 20_000
+
+
+def test_calibrate_reports_false_alarms_and_proposes_thresholds(deployed: Deployed, capsys) -> None:
+    project(deployed)
+    draw(1000, 9).to_parquet(deployed.root / "data" / "prepared" / "test.parquet")
+    args = ["monitor", "calibrate", "--params", str(deployed.params_file), "--windows", "40", "--target", "0.05"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "monitor calibrate: 40 unshifted windows of 1000 rows (the test split, resampled)" in out
+    assert "retraining requests by the rule as configured: 0" in out
+    proposed = dict(re.findall(r"  (\w+): now [\d.]+, proposed ([\d.]+)", out))
+    assert set(proposed) == {"weighted_drift_share", "top_effect", "psi", "drift_share"}
+    assert 0 <= float(proposed["drift_share"]) < 0.5  # unshifted: well below the rule's share
+    assert cli.main([*args[:-1], "2"]) == 1  # a rate, not a percentage
+    assert "--target 2.0: a false-alarm rate between 0 and 1" in capsys.readouterr().err
 
 
 def test_rehearsal_raises_retraining_only_for_shifted_traffic(deployed: Deployed, capsys) -> None:

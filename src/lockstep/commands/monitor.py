@@ -18,6 +18,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub = subparsers.add_parser("monitor", help=help, description=help)
     add_params(sub)
     sub.add_argument("--no-registry", action="store_true", help="leave the registry's tags alone")
+    sub.add_argument("action", nargs="?", choices=["calibrate"],
+                     help="calibrate: the drift rules' false-alarm rate on unshifted windows of the test split,"
+                          " and thresholds proposed for --target")  # fmt: skip
+    sub.add_argument("--windows", type=int, default=200, help="calibrate: unshifted windows to judge (default 200)")
+    sub.add_argument("--target", type=float, default=0.01, help="calibrate: false alarms per window (default 0.01)")
     sub.set_defaults(run=run)
 
 
@@ -40,6 +45,23 @@ def report(verdict: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "calibrate":
+        return calibrate(args)
     from lockstep.monitor.judge import monitor
 
     return report(monitor(load_params(args), registry=not args.no_registry))
+
+
+def calibrate(args: argparse.Namespace) -> int:
+    from lockstep.monitor.calibrate import calibrate
+
+    found = calibrate(load_params(args), args.windows, args.target)
+    print(f"monitor calibrate: {found.windows} unshifted windows of {found.rows} rows (the test split, resampled)")
+    for signal, count in sorted(found.alarms.items()) or [("any signal", 0)]:
+        print(f"  {signal}: {count} of {found.windows} windows ({100 * count / found.windows:.1f} %)")
+    print(f"  retraining requests by the rule as configured: {found.requests}")
+    print(f"monitor calibrate: thresholds unshifted windows stay below {100 * (1 - args.target):g} % of the time"
+          " (conf/monitor drift; a higher one alarms less):")  # fmt: skip
+    for name, (now, proposed) in found.proposals.items():
+        print(f"  {name}: now {now:g}, proposed {proposed:g}")
+    return ExitCode.OK
