@@ -22,6 +22,7 @@ from cookiecutter.main import cookiecutter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dev import find_python  # noqa: E402, F401  (re-exported: the pipeline tests look for other Pythons)
 
 TEMPLATE_DIR = ROOT / "{{cookiecutter.project_slug}}"
 # Commits made by the tests, whatever the machine's Git configuration says.
