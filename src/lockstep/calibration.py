@@ -54,22 +54,13 @@ class Calibration:
 
 def answer_runs(prompt: Any, cases: list[dict[str, Any]], model: Backend, runs: int) -> list[list[dict[str, Any]]]:
     """K runs of one prompt's golden set, interleaved case by case; records as `prompts answer` writes them."""
+    from lockstep.prompt_eval import record
+
     records: list[list[dict[str, Any]]] = [[] for _ in range(runs)]
     for case in cases:
         for run in records:
             answer = model.chat(prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
-            run.append(
-                {
-                    "id": case["id"],
-                    "output": answer.text,
-                    "expected": case["expected"],
-                    "tags": case.get("tags", []),
-                    "must_not_contain": case.get("must_not_contain", []),
-                    "input_tokens": answer.input_tokens,
-                    "output_tokens": answer.output_tokens,
-                    "latency_s": round(answer.latency_s, 4),
-                }
-            )
+            run.append(record(case, answer))
     return records
 
 

@@ -43,20 +43,23 @@ def answer_all(prompt: Prompt, cases: list[dict[str, Any]], model: Backend) -> l
         if logged and (n % LOG_EVERY == 0 or n == len(cases)):
             print(f"prompt {prompt.name}: {n}/{len(cases)} cases answered ({time.perf_counter() - start:.0f} s)",
                   file=sys.stderr, flush=True)  # fmt: skip
-        records.append(
-            {
-                "id": case["id"],
-                "inputs": case["inputs"],
-                "output": answer.text,
-                "expected": case["expected"],
-                "tags": case.get("tags", []),
-                "must_not_contain": case.get("must_not_contain", []),
-                "input_tokens": answer.input_tokens,
-                "output_tokens": answer.output_tokens,
-                "latency_s": round(answer.latency_s, 4),
-            }
-        )
+        records.append(record(case, answer))
     return records
+
+
+def record(case: dict[str, Any], answer: Any) -> dict[str, Any]:
+    """One golden case's answer, as `prompts answer` writes it and `prompts evaluate` scores it."""
+    return {
+        "id": case["id"],
+        "inputs": case["inputs"],
+        "output": answer.text,
+        "expected": case["expected"],
+        "tags": case.get("tags", []),
+        "must_not_contain": case.get("must_not_contain", []),
+        "input_tokens": answer.input_tokens,
+        "output_tokens": answer.output_tokens,
+        "latency_s": round(answer.latency_s, 4),
+    }
 
 
 def contains_any(text: str, phrases: list[str]) -> bool:
