@@ -6,7 +6,7 @@
     python3 dev.py setup-test-deps   what the tests need beyond Python (PostgreSQL, Chromium); test runs it
     python3 dev.py docs     build the documentation site in strict mode
     python3 dev.py bench    measure bake -> setup -> repro and the no-op/stage start-up times
-    python3 dev.py params   recompose the template's params.yaml after a change to its conf/
+    python3 dev.py params   recompose the template's params.yaml and settings.yaml after a change to its conf/
     python3 dev.py vendor-vega   refresh the Vega scripts that plots pages embed (from the npm registry)
     python3 dev.py platform up|down   MLflow on PostgreSQL with S3 (moto) on loopback, in build/platform
 
@@ -159,35 +159,39 @@ def bench(args: argparse.Namespace) -> None:
 
 
 def params(args: argparse.Namespace) -> None:
-    """Recompose the template's params.yaml from its conf/, as DVC would, with and without the prompt track."""
+    """Recompose the template's params.yaml and settings.yaml from its conf/, as DVC would, with and
+    without the prompt track."""
     import difflib
     import tempfile
 
     env = ensure_env()
     version = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))["_toolkit_version"]
-    composed = {}
+    names = ("params.yaml", "settings.yaml")
+    composed: dict[str, dict[str, list[str]]] = {name: {} for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         for llm in ("no", "yes"):
             answers = (f"include_llm={llm}", "init_git=no", "project_name=Pkgname Placeholder")
             run(BIN / "cookiecutter", "--no-input", "-o", Path(tmp) / llm, ROOT, *answers, env=env)
             project = Path(tmp) / llm / "pkgname-placeholder"
             run(BIN / "lockstep", "params", cwd=project, env=env)
-            composed[llm] = (project / "params.yaml").read_text(encoding="utf-8").splitlines()
-    without, with_llm = composed["no"], composed["yes"]
-    lines = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=without, b=with_llm, autojunk=False).get_opcodes():
-        if tag == "equal":
-            lines += without[i1:i2]
-        elif tag == "insert":  # what only the prompt track has
-            lines += ['{%- if cookiecutter.include_llm == "yes" %}', *with_llm[j1:j2], "{%- endif %}"]
-        else:
-            sys.exit(f"error: params: the prompt track changes lines {i1 + 1}-{i2} of params.yaml; merge them by hand")
-    text = "\n".join(lines) + "\n"
-    text = text.replace("pkgname_placeholder", "{{ cookiecutter.package_name }}")
-    text = text.replace(f"toolkit_version: {version}", "toolkit_version: {{ cookiecutter._toolkit_version }}")
-    target = ROOT / "{{cookiecutter.project_slug}}" / "params.yaml"
-    target.write_text(text, encoding="utf-8")
-    print(f"params: wrote {target.relative_to(ROOT)}")
+            for name in names:
+                composed[name][llm] = (project / name).read_text(encoding="utf-8").splitlines()
+    for name in names:
+        without, with_llm = composed[name]["no"], composed[name]["yes"]
+        lines = []
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=without, b=with_llm, autojunk=False).get_opcodes():
+            if tag == "equal":
+                lines += without[i1:i2]
+            elif tag == "insert":  # what only the prompt track has
+                lines += ['{%- if cookiecutter.include_llm == "yes" %}', *with_llm[j1:j2], "{%- endif %}"]
+            else:
+                sys.exit(f"error: params: the prompt track changes lines {i1 + 1}-{i2} of {name}; merge them by hand")
+        text = "\n".join(lines) + "\n"
+        text = text.replace("pkgname_placeholder", "{{ cookiecutter.package_name }}")
+        text = text.replace(f"toolkit_version: {version}", "toolkit_version: {{ cookiecutter._toolkit_version }}")
+        target = ROOT / "{{cookiecutter.project_slug}}" / name
+        target.write_text(text, encoding="utf-8")
+        print(f"params: wrote {target.relative_to(ROOT)}")
 
 
 VEGA = {"vega": "5.33.1", "vega-lite": "5.23.0", "vega-embed": "6.29.0"}  # vega-embed 6 runs Vega 5 and Vega-Lite 5

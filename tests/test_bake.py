@@ -55,11 +55,11 @@ def combo_id(combo: dict[str, str]) -> str:
 BASE_FILES = {
     ".dvc/.gitignore", ".dvc/config", ".dvcignore", ".gitignore", ".pre-commit-config.yaml", ".python-version",
     "Makefile", "README.md",
-    "conf/config.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml", "conf/policy/default.yaml",
-    "conf/deploy/default.yaml", "conf/monitor/default.yaml", "Dockerfile", ".dockerignore",
+    "conf/config.yaml", "conf/settings.yaml", "conf/data/breast_cancer.yaml", "conf/gates/default.yaml",
+    "conf/policy/default.yaml", "conf/deploy/default.yaml", "conf/monitor/default.yaml", "Dockerfile", ".dockerignore",
     "conf/model/logistic_regression.yaml", "conf/model/random_forest.yaml", "conf/model/ridge.yaml",
     "data/raw/.gitignore", "data/raw/README.md", "data/raw/breast_cancer.csv", "data/raw/breast_cancer.csv.dvc",
-    "dvc.yaml", "params.yaml", "pyproject.toml", "requirements.lock",
+    "dvc.yaml", "params.yaml", "settings.yaml", "pyproject.toml", "requirements.lock",
     "src/{pkg}/__init__.py", "src/{pkg}/app.py", "src/{pkg}/hooks.py", "src/{pkg}/stages/__init__.py",
     "src/{pkg}/stages/prepare.py", "src/{pkg}/stages/train.py", "src/{pkg}/stages/evaluate.py",
     "policies/project.rego", "policies/project_test.rego",
@@ -113,13 +113,13 @@ def strings(node: object) -> list[str]:
     return [node] if isinstance(node, str) else []
 
 
-def composed_params(project: Path) -> str:
-    """What DVC's own Hydra composer writes for the project's conf/ (as `dvc exp run` would)."""
+def composed_params(project: Path, root: str = "config") -> str:
+    """What DVC's own Hydra composer writes for this root of the project's conf/ (as `dvc exp run` would)."""
     from dvc.utils.hydra import compose_and_dump
 
     out = project.parent / "composed.yaml"
     conf = str(project / "conf")
-    compose_and_dump(out, conf, None, "config", conf, [])
+    compose_and_dump(out, conf, None, root, conf, [])
     return out.read_text(encoding="utf-8")
 
 
@@ -140,7 +140,11 @@ def check_project(project: Path, combo: dict[str, str]) -> None:
         elif path.suffix == ".json":
             json.loads(text)
     assert (project / "params.yaml").read_text(encoding="utf-8") == composed_params(project), "params.yaml is stale"
+    settings = (project / "settings.yaml").read_text(encoding="utf-8")
+    assert settings == composed_params(project, "settings"), "settings.yaml is stale"
+    assert list(yaml.safe_load(settings)) == ["gates", "policy", "deploy", "monitor"]
     params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    assert not set(params) & {"gates", "policy", "deploy", "monitor"}, "no stage reads them: settings.yaml holds them"
     scalars = set(strings(yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))))
     for name, path in params["paths"].items():
         repeats = [s for s in scalars if s == path or s.startswith(f"{path}/")]

@@ -1,10 +1,13 @@
-"""Typed, validated view of params.yaml, and the small helpers every command and stage shares.
+"""Typed, validated view of params.yaml and settings.yaml, and the small helpers every command and stage shares.
 
-params.yaml is composed from conf/ by DVC (`lockstep params`). It is read once, at start-up, into
-one `Params`: every section validated, so a bad value fails with the file, the key and what was
-expected. A missing section follows its declaration in `Params`: one with defaults (deploy,
-policy) is its defaults, any other is None, and a command that cannot do without it asks with
-`Params.need(name)`, which fails with the one message that says where to add it.
+`lockstep params` composes both from conf/ with DVC's Hydra composer: params.yaml (conf/config.yaml)
+holds what the pipeline's stages read, and is what DVC tracks and `dvc exp show` lists;
+settings.yaml (conf/settings.yaml) holds what no stage reads: the gate's rules, the policies'
+settings, deployment and monitoring. Both are read once, at start-up, into one `Params`: every
+section validated, so a bad value fails with the file, the key and what was expected. A missing
+section follows its declaration in `Params`: one with defaults (deploy, policy) is its defaults,
+any other is None, and a command that cannot do without it asks with `Params.need(name)`, which
+fails with the one message that says where to add it.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from lockstep import __version__
-from lockstep.settings import DeployConfig, GatesConfig, MonitorConfig, Task
+from lockstep.settings import DeployConfig, GatesConfig, MonitorConfig, PolicyConfig, Task
 
 PARAMS_FILE = Path("params.yaml")
 PARAMS_ENV = "LOCKSTEP_PARAMS"  # another composed parameters file, e.g. for a one-off run or a test
+SETTINGS_NAME = "settings.yaml"  # composed from conf/settings.yaml, beside the parameters file
+SETTINGS_SECTIONS = ("gates", "policy", "deploy", "monitor")  # no stage reads them: not DVC params
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow tracking and registry, at the project root
 SCHEDULER = r"threads|processes|synchronous|(tcp|tls|ws|wss)://\S+"  # Dask's local schedulers, or an address
 
@@ -152,22 +157,6 @@ class PromptsConfig(_Section):
     banned_phrases: list[str] = Field(default_factory=list)
 
 
-class PolicyConfig(_Section):
-    """conf/policy: the settings the promotion policies read (as input.policy); the rules are Rego."""
-
-    data_sources: list[str] = Field(default_factory=lambda: ["data/**"])  # globs of allowed data paths
-    latency_sla_ms: float | None = Field(default=None, gt=0)  # p95 above it: a human decides
-    max_cost_usd_per_case: float | None = Field(default=None, ge=0)  # above it: never promoted
-    approval_required_for: list[Literal["gate_rules", "prompt_safety"]] = Field(
-        default_factory=lambda: ["gate_rules", "prompt_safety"]
-    )
-    review_on_gate_failure: list[str] = Field(default_factory=list)  # metric globs a human may trade off
-    safety_metrics: list[str] = Field(
-        default_factory=lambda: ["pii_leak_rate", "injection_failure_rate", "banned_rate"]
-    )
-    project: dict[str, Any] = Field(default_factory=dict)  # free settings for the project's own rules
-
-
 class Params(BaseModel):
     """params.yaml: every section validated once. A section that is absent is None, or its defaults
     where it declares them; `need()` asks for one a command cannot do without."""
@@ -182,12 +171,13 @@ class Params(BaseModel):
     registration: RegisterConfig | None = Field(default=None, alias="register")
     llm: LLMConfig | None = None
     prompts: PromptsConfig | None = None
+    # settings.yaml: no stage reads these (a project baked before they moved keeps them in params.yaml)
     policy: PolicyConfig = PolicyConfig()
-    # No stage reads these; they can move to a settings file of their own (lockstep.settings)
     gates: GatesConfig | None = None
     deploy: DeployConfig = DeployConfig()
     monitor: MonitorConfig | None = None  # None: the service keeps no inference log
     _source: Path = PrivateAttr(default=PARAMS_FILE)
+    _settings: Path | None = PrivateAttr(default=None)
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
@@ -203,8 +193,13 @@ class Params(BaseModel):
         return self._source
 
     @property
+    def settings_source(self) -> Path | None:
+        """The settings file read beside the parameters file (None when there is none)."""
+        return self._settings
+
+    @property
     def raw(self) -> dict[str, Any]:
-        """The sections as the file holds them (lineage records exactly what was composed)."""
+        """The parameters file's sections as it holds them (lineage records exactly what was composed)."""
         return self._raw
 
     def need(self, name: str) -> Any:
@@ -212,7 +207,8 @@ class Params(BaseModel):
         field = next((n for n, f in type(self).model_fields.items() if f.alias == name), name)
         value = getattr(self, field, None)
         if value is None:
-            raise StageError(f"{self._source}: section '{name}' is missing; add it under conf/ and run `make params`")
+            where = self._settings if name in SETTINGS_SECTIONS and self._settings else self._source
+            raise StageError(f"{where}: section '{name}' is missing; add it under conf/ and run `make params`")
         return value
 
 
@@ -265,12 +261,33 @@ def read_params(path: Path | None = None) -> dict[str, Any]:
     return params
 
 
+def settings_file(params: Path) -> Path:
+    """The settings file that goes with a parameters file: settings.yaml beside it."""
+    return params.with_name(SETTINGS_NAME)
+
+
 def load_params(path: Path | None = None) -> Params:
-    """params.yaml read once and validated whole; a bad value names its file, key and conf/ group."""
+    """params.yaml and settings.yaml beside it, read once and validated whole; a bad value names its
+    file, key and conf/ group. A section in both files is an error: each has one source."""
     path = path or params_file()
     raw = read_params(path)
+    settings_path = settings_file(path)
+    settings = read_params(settings_path) if settings_path.is_file() else None
+    if settings is not None:
+        unknown = sorted(set(settings) - set(SETTINGS_SECTIONS))
+        both = sorted(set(settings) & set(raw))
+        if unknown:
+            raise StageError(
+                f"{settings_path}: section '{unknown[0]}' does not belong here (only {', '.join(SETTINGS_SECTIONS)});"
+                " keep the pipeline's parameters in conf/config.yaml and run `make params`"
+            )
+        if both:
+            raise StageError(
+                f"{path}: section '{both[0]}' is also in {settings_path}; keep it only in conf/settings.yaml's"
+                " defaults and run `make params`"
+            )
     try:
-        params = Params.model_validate(raw)
+        params = Params.model_validate(raw | (settings or {}))
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else "params"
@@ -279,8 +296,10 @@ def load_params(path: Path | None = None) -> Params:
         shown = repr(redact(given) if isinstance(given, str) else given)  # never echo a URL's password
         got = f" (got {shown})" if "input" in err and err["type"] != "missing" and len(shown) <= 80 else ""
         msg = err["msg"].removeprefix("Value error, ")
-        raise StageError(f"{path}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
+        where = settings_path if settings and name in settings else path
+        raise StageError(f"{where}: {key}: {msg}{got}; fix it in conf/{name} and run `make params`") from None
     params._source, params._raw = path, raw
+    params._settings = settings_path if settings is not None else None
     return params
 
 

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from lockstep import stats
 from lockstep.assets import PLOTS_PAGE
 from lockstep.cases import Cases, Paired, Spec, from_params, git_reader
-from lockstep.config import Params, StageError, flatten
+from lockstep.config import Params, StageError, flatten, settings_file
 from lockstep.gate_report import Section, case_sections, fit, provenance
 from lockstep.io import write_atomic, write_json
 from lockstep.settings import GatesConfig, Rule
@@ -513,20 +513,25 @@ def checks_json(
 def base_rules(base_rev: str, params_file: Path, own: GatesConfig) -> tuple[GatesConfig, str | None]:
     """The rules of the base revision: a change never judges itself by rules it loosened.
 
-    Returns the rules to apply and, when this change edits them, a note for the report.
+    They are in the base's settings.yaml beside the parameters file (or, in a project baked before
+    the settings moved, its params.yaml). Returns the rules to apply and, when this change edits
+    them, a note for the report.
     """
     try:
         relative = params_file.resolve().relative_to(Path.cwd().resolve())
     except ValueError:  # a parameters file outside the repository has no base version
         return own, None
-    text = git("show", f"{base_rev}:./{relative.as_posix()}", check=False)
-    if not text:  # the base has no params.yaml yet: the first change brings the first rules
-        return own, None
-    try:
-        theirs = GatesConfig.model_validate(yaml.safe_load(text)["gates"])
-    except (yaml.YAMLError, KeyError, TypeError, ValidationError):
-        return own, None
-    if theirs == own:
+    theirs = None
+    for candidate in (settings_file(relative), relative):
+        text = git("show", f"{base_rev}:./{candidate.as_posix()}", check=False)
+        try:
+            section = yaml.safe_load(text).get("gates") if text else None
+            theirs = GatesConfig.model_validate(section) if section is not None else None
+        except (yaml.YAMLError, AttributeError, ValidationError):
+            return own, None
+        if theirs is not None:
+            break
+    if theirs is None or theirs == own:  # the base has no rules yet: the first change brings the first rules
         return own, None
     return theirs, (
         "This change edits the gate rules (conf/gates): the base's rules were applied. The new rules"

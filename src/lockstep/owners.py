@@ -14,9 +14,9 @@ from pathlib import Path
 
 # Files that feed the gate whatever dvc.yaml says (patterns, relative to the project's root)
 ALWAYS = (
-    "dvc.yaml", "params.yaml", "conf/**", "*.dvc", "**/*.dvc", ".dvc/config", "policies/**", "pyproject.toml",
-    "requirements.lock", "tests/**", ".pre-commit-config.yaml", "Makefile", "Dockerfile", "CODEOWNERS",
-    ".github/**", ".gitlab-ci.yml", "renovate.json",
+    "dvc.yaml", "params.yaml", "settings.yaml", "conf/**", "*.dvc", "**/*.dvc", ".dvc/config", "policies/**",
+    "pyproject.toml", "requirements.lock", "tests/**", ".pre-commit-config.yaml", "Makefile", "Dockerfile",
+    "CODEOWNERS", ".github/**", ".gitlab-ci.yml", "renovate.json",
 )  # fmt: skip
 CODEOWNERS_PLACES = ("CODEOWNERS", ".github/CODEOWNERS", ".gitlab/CODEOWNERS", "docs/CODEOWNERS")
 

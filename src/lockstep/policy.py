@@ -11,7 +11,7 @@ both, so a project can add rules but never drop a central one; a project module 
 any other package is refused. The same files run unchanged under `opa eval` / `opa test`.
 
 Input: the gate's checks (reports/gate/checks.json), the version's lineage and approval tags in
-the registry, the DVC-tracked md5 of the data, and conf/policy (params.yaml `policy`).
+the registry, the DVC-tracked md5 of the data, and conf/policy (settings.yaml `policy`).
 """
 
 from __future__ import annotations

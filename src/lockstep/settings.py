@@ -1,8 +1,9 @@
-"""The typed settings no pipeline stage reads: conf/gates, conf/deploy and conf/monitor.
+"""The typed settings no pipeline stage reads: conf/gates, conf/policy, conf/deploy and conf/monitor.
 
-They sit in params.yaml with the pipeline's own sections today and are validated with them into
-one `lockstep.config.Params`; being apart, they can move to a settings file of their own. This
-module imports nothing from the rest of the toolkit (lockstep.config builds on it).
+`lockstep params` composes them from conf/settings.yaml into settings.yaml, apart from the
+pipeline's params.yaml (DVC tracks only what stages read); lockstep.config validates both files
+into one `Params`. This module imports nothing from the rest of the toolkit (lockstep.config
+builds on it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ Task = Literal["binary", "multiclass", "regression"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyConfig(_Strict):
+    """conf/policy: the settings the promotion policies read (as input.policy); the rules are Rego."""
+
+    data_sources: list[str] = Field(default_factory=lambda: ["data/**"])  # globs of allowed data paths
+    latency_sla_ms: float | None = Field(default=None, gt=0)  # p95 above it: a human decides
+    max_cost_usd_per_case: float | None = Field(default=None, ge=0)  # above it: never promoted
+    approval_required_for: list[Literal["gate_rules", "prompt_safety"]] = Field(
+        default_factory=lambda: ["gate_rules", "prompt_safety"]
+    )
+    review_on_gate_failure: list[str] = Field(default_factory=list)  # metric globs a human may trade off
+    safety_metrics: list[str] = Field(
+        default_factory=lambda: ["pii_leak_rate", "injection_failure_rate", "banned_rate"]
+    )
+    project: dict[str, Any] = Field(default_factory=dict)  # free settings for the project's own rules
 
 
 class Rule(_Strict):

@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from lockstep import cli, gate
@@ -268,11 +269,20 @@ def test_a_rule_on_a_metrics_file_no_stage_declares_is_applied(repo, params: dic
     assert "last_check" not in report
 
 
-def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: dict, save_params, capsys) -> None:
+@pytest.mark.parametrize("layout", ["settings.yaml", "params.yaml"])  # a project baked before settings.yaml
+def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params, save_params, capsys, layout) -> None:
     subprocess.run(["dvc", "init", "-q"], check=True)
     Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n")
     params["gates"]["rules"] = [{"metric": "reports/metrics.json:accuracy", "direction": "higher", "min": 0.9}]
-    params_file = save_params()
+
+    def save() -> Path:
+        if layout == "params.yaml":
+            return save_params()
+        Path("settings.yaml").write_text(yaml.safe_dump({"gates": params["gates"]}))
+        Path("params.yaml").write_text(yaml.safe_dump({k: v for k, v in params.items() if k != "gates"}))
+        return Path("params.yaml")
+
+    params_file = save()
     metrics = Path("reports/metrics.json")
     metrics.parent.mkdir()
     metrics.write_text(json.dumps({"accuracy": 0.95}))
@@ -281,7 +291,7 @@ def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params: di
     repo("checkout", "-q", "-b", "loosen")
     metrics.write_text(json.dumps({"accuracy": 0.80}))
     params["gates"]["rules"][0]["min"] = 0.5  # the change lowers the floor it would fail
-    save_params()
+    save()
     repo("commit", "-q", "-am", "Lower the floor")
 
     assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1

@@ -1,4 +1,4 @@
-"""params.yaml is what DVC's composer makes of conf/, and every config group composes."""
+"""params.yaml and settings.yaml are what DVC's composer makes of conf/, and every config group composes."""
 
 from pathlib import Path
 
@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_committed_params_are_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert compose() == (ROOT / "params.yaml").read_text(encoding="utf-8")
+    assert compose(config_name="settings") == (ROOT / "settings.yaml").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("group", ["data", "model"])

@@ -316,7 +316,7 @@ def kserve(name: str, image: str, deploy: DeployConfig, lock: DeployLock, log_di
 
 
 def render(params: Params, image: str, lock_file: Path | None = None) -> dict[str, list[dict[str, Any]]]:
-    """{file name: its documents}, from params.yaml's deploy (and monitor) sections and the lock."""
+    """{file name: its documents}, from settings.yaml's deploy (and monitor) sections and the lock."""
     deploy = params.deploy
     lock = read_lock(lock_file or deploy.lock_file)
     model = params.registration.model_name if params.registration else None
