@@ -71,6 +71,21 @@ def sh(project: Path, *cmd: str, check: bool = True, env: dict[str, str] | None 
     return result
 
 
+def task_data(project: Path, name: str, loader: str, target: str, task: str) -> None:
+    """A user's own CSV and its conf/data file: scikit-learn's bundled `loader` data set written to
+    data/raw/<name>.csv (a multiclass target as class names) and conf/data/<name>.yaml for it."""
+    code = (
+        f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"
+        f" {target!r}}}); f[{target!r}] = f[{target!r}].map(lambda c: f'class_{{c}}') if {task!r} =="
+        f" 'multiclass' else f[{target!r}]; f.to_csv('data/raw/{name}.csv', index=False)"
+    )
+    sh(project, "python", "-c", code)
+    (project / "conf" / "data" / f"{name}.yaml").write_text(
+        f"path: data/raw/{name}.csv\ntarget: {target}\ntask: {task}\npositive_class: null\n"
+        "features: null\ntest_size: 0.25\nseed: 7\n"
+    )
+
+
 def run_queue(project: Path, env: dict[str, str], jobs: int = 2) -> str:
     """Start DVC's queue workers, wait until no experiment is queued or running, stop the workers,
     and return the status of the experiments.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, ROOT, bake, find_python, project_env, ran, sh
+from conftest import GIT_ID, ROOT, bake, find_python, project_env, ran, sh, task_data
 
 pytestmark = pytest.mark.slow
 
@@ -223,16 +223,7 @@ def test_every_task_type_by_configuration_only(tmp_path: Path) -> None:
     project = bake(tmp_path, project_name="Task Types", include_llm="no", ci_provider="none", dvc_remote="none")
     sh(project, "make", "setup")
     for name, (loader, target, task, model) in TASK_DATA.items():
-        code = (
-            f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"
-            f" {target!r}}}); f[{target!r}] = f[{target!r}].map(lambda c: f'class_{{c}}') if {task!r} =="
-            f" 'multiclass' else f[{target!r}]; f.to_csv('data/raw/{name}.csv', index=False)"
-        )
-        sh(project, "python", "-c", code)
-        (project / "conf" / "data" / f"{name}.yaml").write_text(
-            f"path: data/raw/{name}.csv\ntarget: {target}\ntask: {task}\npositive_class: null\n"
-            "features: null\ntest_size: 0.25\nseed: 7\n"
-        )
+        task_data(project, name, loader, target, task)
         sh(project, "dvc", "exp", "run", "-S", f"data={name}", "-S", f"model={model}")
         metrics = json.loads((project / "reports" / "metrics.json").read_text())
         plots_dir = project / "reports" / "plots"

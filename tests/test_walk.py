@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GIT_ID, bake, project_env, serve, sh
+from conftest import GIT_ID, bake, project_env, serve, sh, task_data
 from lockstep.serve.client import Client
 
 pytestmark = pytest.mark.slow
@@ -58,16 +58,7 @@ def make(project: Path, *args: str, status: int = 0) -> str:
 
 def use_task_data(project: Path, task: str, loader: str, target: str, model: str) -> None:
     """A user's own CSV and task: the data file, conf/data for it, and conf/config.yaml choosing them."""
-    code = (
-        f"import sklearn.datasets as d; b = d.{loader}(as_frame=True); f = b.frame.rename(columns={{'target':"
-        f" {target!r}}}); f[{target!r}] = f[{target!r}].map(lambda c: f'class_{{c}}') if {task!r} =="
-        f" 'multiclass' else f[{target!r}]; f.to_csv('data/raw/{task}.csv', index=False)"
-    )
-    sh(project, "python", "-c", code)
-    (project / "conf" / "data" / f"{task}.yaml").write_text(
-        f"path: data/raw/{task}.csv\ntarget: {target}\ntask: {task}\npositive_class: null\n"
-        "features: null\ntest_size: 0.25\nseed: 7\n"
-    )
+    task_data(project, task, loader, target, task)
     config = project / "conf" / "config.yaml"
     text = config.read_text().replace("- data: breast_cancer", f"- data: {task}")
     config.write_text(text.replace("- model: logistic_regression", f"- model: {model}"))
