@@ -315,11 +315,13 @@ def test_killed_train_and_register_recover_without_duplicates(project: Path, tmp
         # register: killed once its MLflow run exists but before the version is created
         sh(project, "dvc", "repro", "evaluate")
         runs_before = count(project, "runs")
+        assert runs_before > 0, "make repro registered a first version, in a run of its own"
 
         def run_started() -> bool:
             return count(project, "runs") > runs_before
 
         kill_when(project, ["lockstep", "register"], run_started)
+        assert count(project, "runs") == runs_before + 1, "killed once its run existed"
         versions = registered(project)
         sh(project, "dvc", "repro")
         after = registered(project)
@@ -331,12 +333,20 @@ def test_killed_train_and_register_recover_without_duplicates(project: Path, tmp
         sh(project, "make", "params")
 
 
-def count(project: Path, table: str) -> int:
-    try:
-        with sqlite3.connect(project / "mlflow.db", timeout=0.1) as conn:
+def count(project: Path, table: str, timeout: float = 30) -> int:
+    """The rows of a table of the project's MLflow database. A writer's lock is waited out; any other
+    error fails the test (it is never read as 0 rows)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(f"file:{project / 'mlflow.db'}?mode=ro", uri=True, timeout=1)
+        try:
             return conn.execute(f"select count(*) from {table}").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        finally:
+            conn.close()
+        time.sleep(0.05)
 
 
 class Answers(Loopback):

@@ -155,6 +155,88 @@ def test_a_failing_stable_halts_the_rollout_naming_stable_not_the_canary() -> No
     assert judge(th, healthy, healthy) == ("pass", [])
 
 
+class FakeService:
+    """A service's /metrics and /admin/weight in memory. Its clock is the controller's `wait`: each
+    window lasts window_s on that clock, no wall time, and brings 100 requests split by the weight,
+    a share of each arm's answers failing the quality checks."""
+
+    def __init__(self, quality: dict[str, float]) -> None:
+        self.quality, self.weight, self.clock, self.weights = quality, 0.0, 0.0, []
+        self.counts = {arm: {"requests": 0, "quality": 0} for arm in ("canary", "stable")}
+
+    def wait(self, seconds: float) -> None:
+        self.clock += seconds
+        for arm, n in (("canary", round(self.weight)), ("stable", 100 - round(self.weight))):
+            self.counts[arm]["requests"] += n
+            self.counts[arm]["quality"] += round(self.quality[arm] * n)
+
+    def get(self, path: str) -> tuple[int, str, dict]:
+        assert path == "/metrics"
+        lines = []
+        for arm, c in self.counts.items():
+            lines += [
+                f'lockstep_requests_total{{variant="{arm}"}} {c["requests"]}',
+                f'lockstep_quality_failures_total{{variant="{arm}"}} {c["quality"]}',
+                f'lockstep_request_latency_seconds_bucket{{variant="{arm}",le="0.05"}} {c["requests"]}',
+                f'lockstep_request_latency_seconds_bucket{{variant="{arm}",le="+Inf"}} {c["requests"]}',
+            ]
+        types = ["# TYPE lockstep_requests counter", "# TYPE lockstep_quality_failures counter",
+                 "# TYPE lockstep_request_latency_seconds histogram"]  # fmt: skip
+        return 200, "\n".join([*types, *lines]) + "\n", {}
+
+    def request(self, method: str, path: str, body: dict, headers: dict) -> tuple[int, dict, dict]:
+        assert (method, path) == ("PUT", "/admin/weight")
+        self.weight = body["weight"]
+        self.weights.append(self.weight)
+        return 200, {"deploy_id": "d1"}, {}
+
+
+class FakeRegistry:
+    def __init__(self) -> None:
+        self.promoted, self.rolled_back = False, None
+
+    def promote(self) -> None:
+        self.promoted = True
+
+    def rollback(self, reasons: list[str]) -> None:
+        self.rolled_back = reasons
+
+
+def quality_rollout(tmp_path: Path, quality: dict[str, float]) -> tuple[str, FakeService, FakeRegistry, list[str]]:
+    from types import SimpleNamespace
+
+    service, registry, said = FakeService(quality), FakeRegistry(), []
+    lock = SimpleNamespace(canary=object(), deploy_id="d1")
+    deploy = config(window_s=3600)  # an hour per window, on the fake clock
+    outcome = Controller(deploy, lock, service, TOKEN, tmp_path / "decisions.jsonl", wait=service.wait,
+                         registry=registry, say=said.append).run()  # fmt: skip
+    return outcome, service, registry, said
+
+
+def test_quality_failures_on_the_canary_roll_it_back_and_on_stable_do_not(tmp_path: Path) -> None:
+    th = Thresholds(min_samples=5, max_quality_failure_increase=0.02)
+    good = {"requests": 50, "p95_ms": 30.0, "error_rate": 0.0, "quality_rate": 0.0}
+    poor = {**good, "quality_rate": 0.1}
+    assert judge(th, poor, good) == ("fail", ["canary quality failures 10.00% vs stable 0.00% (> +2.00%)"])
+    assert judge(th, good, poor) == ("pass", [])  # a canary better than stable passes
+    assert judge(th, {**good, "quality_rate": 0.01}, good) == ("pass", [])  # within the allowed increase
+
+    outcome, service, registry, said = quality_rollout(tmp_path / "worse", {"canary": 0.25, "stable": 0.0})
+    assert outcome == "rollback" and not registry.promoted
+    assert registry.rolled_back == [
+        "canary quality failures 25.00% vs stable 0.00% (> +2.00%)",
+        "2 failed windows (failure_limit 2)",
+    ]
+    assert (
+        said[1] == "canary: window 1 at 20%: fail -> hold (canary quality failures 25.00% vs stable 0.00% (> +2.00%))"
+    )
+    assert service.weights == [20, 0] and service.clock == 2 * 3600
+
+    outcome, service, registry, _ = quality_rollout(tmp_path / "better", {"canary": 0.0, "stable": 0.25})
+    assert outcome == "promote" and registry.promoted and registry.rolled_back is None
+    assert service.weights == [20, 50, 100] and service.clock == 3 * 3600
+
+
 def test_a_good_canary_is_promoted_step_by_step(private: Deployed) -> None:
     import mlflow
 
@@ -257,9 +339,12 @@ def test_the_canary_command_needs_the_admin_token(private: Deployed, capsys) -> 
 
 
 def test_decision_record_is_one_json_object_per_line(private: Deployed) -> None:
-    run(private, config())
+    outcome, entries = run(private, config(), background_load=False)
     lines = Path(private.root / "decisions.jsonl").read_text().splitlines()
-    assert all(json.loads(line)["deploy_id"] for line in lines)
+    records = [json.loads(line) for line in lines]  # each line a whole JSON object
+    assert outcome == "promote"
+    assert [r["event"] for r in records] == ["start", "window", "window", "window", "promote"]
+    assert {r["deploy_id"] for r in records} == {entries[-1]["lock"].deploy_id}
 
 
 def test_the_rehearsal_promotes_without_faults_and_rolls_back_with_them(private: Deployed, capsys) -> None:

@@ -38,6 +38,23 @@ def test_regressions_within_and_beyond_the_rule() -> None:
     assert failures(LATENCY, 0.0, 0.1) == ["regressed by inf% > 50%"]
 
 
+def test_a_value_exactly_at_each_limit_passes_and_just_past_it_fails() -> None:
+    # The documented rule (docs/ci-gate.md): "a change exactly at the limit passes". The values are
+    # exact in binary, so each boundary is the limit itself and not a rounding of it.
+    floor = Rule(metric="m.json:accuracy", direction="higher", min=0.75)
+    assert failures(floor, None, 0.75) == []
+    assert failures(floor, None, 0.7499) == ["0.7499 < min 0.75"]
+    ceiling = Rule(metric="m.json:latency_ms", direction="lower", max=10)
+    assert failures(ceiling, None, 10) == []
+    assert failures(ceiling, None, 10.01) == ["10.01 > max 10"]
+    drop = Rule(metric="m.json:accuracy", direction="higher", max_regression=0.25)
+    assert failures(drop, 1.0, 0.75) == []
+    assert failures(drop, 1.0, 0.7) == ["regressed by 0.3 > 0.25"]
+    rise = Rule(metric="m.json:latency_ms", direction="lower", max_regression_pct=50)
+    assert failures(rise, 4.0, 6.0) == []  # exactly 50 %
+    assert failures(rise, 4.0, 6.04) == ["regressed by 51% > 50%"]
+
+
 def test_no_base_yet_checks_absolute_limits_only() -> None:
     assert failures(ACCURACY, None, 0.91) == []
     assert failures(ACCURACY, None, 0.5) == ["0.5 < min 0.9"]
@@ -202,6 +219,18 @@ def test_no_commit_and_unknown_base_are_errors(repo, capsys) -> None:
     assert gate.resolve_base("main") == repo("rev-parse", "HEAD")
     with pytest.raises(StageError, match=r"base 'develop' is not a known revision; fetch it"):
         gate.resolve_base("develop")
+
+
+def test_a_base_known_only_as_origin_branch_is_resolved_there(repo) -> None:
+    # CI checks out the pull request alone: the target branch exists only as origin/<BASE>
+    for text in ("one", "two"):
+        Path("README").write_text(text)
+        repo("add", "README")
+        repo("commit", "-q", "-m", text)
+    first = repo("rev-parse", "HEAD~1")
+    repo("update-ref", "refs/remotes/origin/release", first)
+    assert not repo("branch", "--list", "release")  # no local branch of that name
+    assert gate.resolve_base("release") == first
 
 
 def test_compare_fails_a_regression_and_writes_every_report(repo, params: dict, save_params, capsys) -> None:

@@ -84,11 +84,42 @@ def test_allow_deny_and_pending_review_from_crafted_inputs(tmp_path: Path) -> No
         "gate: reports/metrics.json:accuracy: new value not a number ('high')"  # regopy cannot print quotes
     ]
 
+    # The template's own project rules (policies/) add to the central ones: a commit Git does not know is denied
     rounds = 20
     started = time.perf_counter()
-    for _ in range(rounds):
-        policy.evaluate(crafted(ACCURACY, LATENCY_SLOW), PROJECT_POLICIES)
+    decisions = [policy.evaluate(crafted(ACCURACY, LATENCY_SLOW), PROJECT_POLICIES) for _ in range(rounds)]
     print(f"\npolicy decision latency: {1000 * (time.perf_counter() - started) / rounds:.1f} ms (central + project)")
+    assert all(d == slower for d in decisions)  # the same input, the same decision every time
+    unknown = crafted(lineage={"data_md5": "abc", "git_commit": "unknown", "git_dirty": False})
+    assert policy.evaluate(unknown, PROJECT_POLICIES)["deny"] == [
+        "model version 4 was registered outside a Git repository (git_commit unknown)"
+    ]
+
+
+def test_the_data_md5_is_read_from_its_dvc_file_else_from_the_stages_of_dvc_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a .dvc file, the raw data is a dependency (deps) of the stage that reads it, never an output
+    monkeypatch.chdir(tmp_path)
+    data = Path("data/raw/tickets.csv")
+    Path("dvc.lock").write_text(
+        "schema: '2.0'\n"
+        "stages:\n"
+        "  prepare:\n"
+        "    cmd: python -m pkg.stages.prepare\n"
+        "    deps:\n"
+        "    - path: data/raw/tickets.csv\n"
+        "      md5: 1f2e3d4c5b6a79881f2e3d4c5b6a7988\n"
+        "      size: 120\n"
+        "    outs:\n"
+        "    - path: data/prepared\n"
+        "      md5: 0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a.dir\n"
+    )
+    assert policy.dvc_md5(data) == "1f2e3d4c5b6a79881f2e3d4c5b6a7988"
+    assert policy.dvc_md5(Path("data/raw/other.csv")) is None
+    data.parent.mkdir(parents=True)
+    Path(f"{data}.dvc").write_text("outs:\n- path: tickets.csv\n  md5: 9e107d9d372bb6826bd81d3542a419d6\n")
+    assert policy.dvc_md5(data) == "9e107d9d372bb6826bd81d3542a419d6"  # its own .dvc file comes first
 
 
 def test_a_project_adds_rules_but_cannot_drop_central_ones(tmp_path: Path) -> None:

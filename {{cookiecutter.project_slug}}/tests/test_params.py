@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from lockstep.params import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,5 +18,8 @@ def test_committed_params_are_fresh(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("group", ["data", "model"])
 def test_every_config_of_a_group_composes(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
     monkeypatch.chdir(ROOT)
-    for config in sorted((ROOT / "conf" / group).glob("*.yaml")):
-        assert compose(overrides=[f"{group}={config.stem}"]), config
+    configs = sorted((ROOT / "conf" / group).glob("*.yaml"))
+    assert configs
+    for config in configs:
+        composed = yaml.safe_load(compose(overrides=[f"{group}={config.stem}"]))
+        assert composed[group] == yaml.safe_load(config.read_text(encoding="utf-8")), config  # the one selected

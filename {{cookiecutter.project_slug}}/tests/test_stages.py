@@ -45,7 +45,12 @@ def test_regression_task(workdir: Path, tiny_frame: pd.DataFrame) -> None:
     set_params(workdir, data={"task": "regression", "positive_class": None}, model=ridge)
     metrics = run_pipeline()
     assert metrics["r2"] > 0.9
-    assert (Path("reports/plots") / "residuals.csv").exists()
+    residuals = pd.read_csv("reports/plots/residuals.csv")
+    assert list(residuals.columns) == ["actual", "predicted", "residual", "id"]
+    assert len(residuals) == len(pd.read_parquet("data/prepared/test.parquet"))  # one row per test row
+    assert residuals["residual"].to_numpy() == pytest.approx((residuals["actual"] - residuals["predicted"]).to_numpy())
+    assert residuals["id"].is_unique  # the gate pairs base and head rows by it
+    assert pd.read_csv("reports/plots/confusion.csv").empty  # a classification plot holds its header only
 
 
 def test_a_bad_target_fails_in_one_line(workdir: Path, capsys: pytest.CaptureFixture) -> None:
