@@ -34,6 +34,7 @@ OPTIONAL_PATHS = {
     "prompts": INCLUDE_LLM,
     "conf/llm": INCLUDE_LLM,
     "conf/prompts": INCLUDE_LLM,
+    "conf/prices.yaml": INCLUDE_LLM,
     "data/golden": INCLUDE_LLM,
 }
 

@@ -75,7 +75,7 @@ LLM_FILES = {
     "data/golden/.gitignore", "data/golden/README.md",
     "data/golden/summarize_ticket.jsonl", "data/golden/summarize_ticket.jsonl.dvc",
     "data/golden/triage_ticket.jsonl", "data/golden/triage_ticket.jsonl.dvc",
-    "conf/llm/local.yaml", "conf/llm/openai.yaml", "conf/prompts/default.yaml",
+    "conf/llm/local.yaml", "conf/llm/openai.yaml", "conf/prompts/default.yaml", "conf/prices.yaml",
 }  # fmt: skip
 MAX_PROJECT_PYTHON_LINES = 400  # the team's own code; the platform is the toolkit's
 

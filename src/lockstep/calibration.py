@@ -68,6 +68,7 @@ def calibrate(
     params_file: Path, names: list[str] | None = None, runs: int = 3, model: Backend | None = None
 ) -> Calibration:
     """Answer the prompts `runs` times and judge every ordered pair of runs with the gate's rules."""
+    from lockstep.budget import price_of
     from lockstep.prompt_eval import aggregate, score_cases
     from lockstep.prompts import load_golden, load_prompt_file
 
@@ -96,7 +97,7 @@ def calibrate(
         report = project_path(paths.prompt_report(name))
         for run, records in enumerate(answered):
             scores = score_cases(records, prompts.banned_phrases)
-            values = aggregate(records, scores, llm)
+            values = aggregate(records, scores, price_of(llm, prompt.model_settings.model, paths.prices))
             metrics[run] |= {f"{report}/metrics.json:{key}": Value.of(v) for key, v in values.items()}
             tables[run][f"{report}/cases.csv"] = pd.DataFrame(scores)
     result = Calibration(runs, names, runs * sum(n for _, n in differing.values()), 0.0, differing)

@@ -94,6 +94,7 @@ class PathsConfig(_Section):
     golden: Path | None = None
     prompt_outputs: Path | None = None
     prompt_reports: Path | None = None
+    prices: Path = Path("conf/prices.yaml")  # USD per 1k tokens of each hosted model (lockstep.budget)
 
     @property
     def train(self) -> Path:
@@ -131,7 +132,7 @@ class RegisterConfig(_Section):
 
 
 class LLMConfig(_Section):
-    """conf/llm: the language model that answers the prompts, and what its tokens cost."""
+    """conf/llm: the language model that answers the prompts, and the most a run may spend on it."""
 
     backend: Literal["llama_cpp", "openai"]
     model: str = Field(min_length=1)
@@ -142,8 +143,8 @@ class LLMConfig(_Section):
     timeout_s: float = Field(default=60, gt=0)
     max_retries: int = Field(default=0, ge=0)
     schema_style: Literal["json_schema", "json_object"] = "json_schema"
-    price_per_1k_input_tokens: float = Field(default=0.0, ge=0)
-    price_per_1k_output_tokens: float = Field(default=0.0, ge=0)
+    # The most one `prompts answer` run may spend (USD, by the bound of lockstep.budget); None: no limit
+    budget_usd: float | None = Field(default=None, gt=0)
 
 
 class PromptsConfig(_Section):

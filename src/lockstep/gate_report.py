@@ -261,8 +261,7 @@ def provenance(params: dict[str, Any]) -> list[tuple[str, str]]:
     """What the head's results were produced with, for the report's footer: (what, value) rows.
 
     The language model's file digest, the golden sets' hashes, and the hashes of the response
-    cache and the price file. The record/replay cache and a pinned price file are not part of
-    the toolkit yet: their two rows are here, at the end, and say so until they exist."""
+    cache and the pinned price file (lockstep.budget)."""
     rows = []
     llm = params.get("llm") or {}
     if llm:
@@ -284,9 +283,9 @@ def provenance(params: dict[str, Any]) -> list[tuple[str, str]]:
         md5 = dvc_md5(golden.with_name(golden.name + ".dvc"))
         rows.append((f"golden set `{name}`", f"md5 `{md5}`" if md5 else "not tracked by DVC"))
     if llm:
-        # The record/replay cache and the pinned price file plug in here once they exist.
+        # The record/replay cache plugs in here once it exists.
         rows.append(("response cache", "none: every answer was computed live"))
-        prices = {k: llm.get(k) for k in ("price_per_1k_input_tokens", "price_per_1k_output_tokens")}
-        digest = hashlib.sha256(json.dumps(prices, sort_keys=True).encode()).hexdigest()[:16]
-        rows.append(("prices", f"conf/llm (no pinned price file yet), sha256 `{digest}` of {prices}"))
+        prices = Path(paths.get("prices") or "conf/prices.yaml")
+        digest = sha256_file(prices)[:16] if prices.is_file() else None
+        rows.append(("prices", f"`{prices}` sha256 `{digest}`" if digest else f"`{prices}`: none"))
     return rows

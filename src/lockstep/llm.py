@@ -218,7 +218,3 @@ class OpenAICompatible:
 def backend(cfg: LLMConfig) -> Backend:
     """The backend conf/llm asks for, ready to answer."""
     return LlamaCpp(cfg) if cfg.backend == "llama_cpp" else OpenAICompatible(cfg)
-
-
-def cost_usd(cfg: LLMConfig, input_tokens: int, output_tokens: int) -> float:
-    return (input_tokens * cfg.price_per_1k_input_tokens + output_tokens * cfg.price_per_1k_output_tokens) / 1000

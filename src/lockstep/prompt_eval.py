@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lockstep.config import LLMConfig, Params, StageError, check_toolkit_version
+from lockstep.config import Params, StageError, check_toolkit_version
 from lockstep.io import write_atomic, write_csv, write_json
 
 if TYPE_CHECKING:
+    from lockstep.budget import Budget, Price
     from lockstep.llm import Backend
     from lockstep.prompts import Prompt
 
@@ -30,8 +31,11 @@ if TYPE_CHECKING:
 LOG_EVERY = 10  # cases between progress lines when stderr is not a terminal
 
 
-def answer_all(prompt: Prompt, cases: list[dict[str, Any]], model: Backend) -> list[dict[str, Any]]:
-    """One record per golden case, in order, with a progress bar on the terminal."""
+def answer_all(
+    prompt: Prompt, cases: list[dict[str, Any]], model: Backend, budget: Budget | None = None
+) -> list[dict[str, Any]]:
+    """One record per golden case, in order, with a progress bar on the terminal; each call charged
+    to the budget, which stops the run before it may overspend."""
     from tqdm import tqdm
 
     records = []
@@ -40,6 +44,8 @@ def answer_all(prompt: Prompt, cases: list[dict[str, Any]], model: Backend) -> l
     start = time.perf_counter()
     for n, case in enumerate(tqdm(cases, desc=f"prompt {prompt.name}", unit="case", file=sys.stderr, disable=None), 1):
         answer = model.chat(prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
+        if budget is not None:
+            budget.charge(answer.input_tokens, answer.output_tokens)
         if logged and (n % LOG_EVERY == 0 or n == len(cases)):
             print(f"prompt {prompt.name}: {n}/{len(cases)} cases answered ({time.perf_counter() - start:.0f} s)",
                   file=sys.stderr, flush=True)  # fmt: skip
@@ -108,8 +114,8 @@ def score_cases(records: list[dict[str, Any]], banned_phrases: list[str]) -> lis
     return scores
 
 
-def aggregate(records: list[dict[str, Any]], scores: list[dict[str, Any]], llm: LLMConfig) -> dict[str, float]:
-    """Metrics of one prompt over its golden set; rates are shares of cases (0 is best)."""
+def aggregate(records: list[dict[str, Any]], scores: list[dict[str, Any]], price: Price) -> dict[str, float]:
+    """Metrics of one prompt over its golden set, tokens priced at `price`; rates are shares of cases (0 is best)."""
     import numpy as np
 
     n = len(scores)
@@ -117,9 +123,7 @@ def aggregate(records: list[dict[str, Any]], scores: list[dict[str, Any]], llm: 
     latencies = [s["latency_s"] for s in scores]
     input_tokens = sum(r["input_tokens"] for r in records)
     output_tokens = sum(r["output_tokens"] for r in records)
-    from lockstep.llm import cost_usd
-
-    cost = cost_usd(llm, input_tokens, output_tokens)
+    cost = price.cost(input_tokens, output_tokens)
     return {
         "cases": n,
         "rouge_l": round(float(np.mean([s["rouge_l"] for s in scores])), 4),
@@ -153,6 +157,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 def answer(name: str, params: Params) -> tuple[int, Path]:
     """Stage prompt_outputs: every golden case of one prompt answered, one JSON line each; how many,
     and the file."""
+    from lockstep.budget import Budget, input_bound, price_of
     from lockstep.llm import backend
     from lockstep.prompts import load_golden, load_prompt_file
 
@@ -160,7 +165,10 @@ def answer(name: str, params: Params) -> tuple[int, Path]:
     llm, paths = params.need("llm"), params.need("paths")
     prompt = load_prompt_file(paths.prompt_file(name))
     cases = load_golden(paths.golden_file(name), prompt)
-    records = answer_all(prompt, cases, backend(llm))
+    budget = Budget(name, llm.budget_usd, price_of(llm, prompt.model_settings.model, paths.prices))
+    max_tokens = prompt.model_settings.max_tokens
+    budget.plan([(input_bound(prompt.render(c["inputs"]), prompt.response_format), max_tokens) for c in cases])
+    records = answer_all(prompt, cases, backend(llm), budget)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(paths.prompt_output(name), lines)
     return len(records), paths.prompt_output(name)
@@ -168,12 +176,16 @@ def answer(name: str, params: Params) -> tuple[int, Path]:
 
 def evaluate(name: str, params: Params) -> dict[str, Any]:
     """Stage prompt_evaluate: one prompt's answers scored into metrics.json and cases.csv; the metrics."""
+    from lockstep.budget import price_of
+    from lockstep.prompts import load_prompt_file
+
     check_toolkit_version(params)
     llm, prompts, paths = params.need("llm"), params.need("prompts"), params.need("paths")
     report = paths.prompt_report(name)
     records = read_records(paths.prompt_output(name))
     scores = score_cases(records, prompts.banned_phrases)
-    metrics = aggregate(records, scores, llm)
+    price = price_of(llm, load_prompt_file(paths.prompt_file(name)).model_settings.model, paths.prices)
+    metrics = aggregate(records, scores, price)
     write_json(report / "metrics.json", metrics)
     write_csv(report / "cases.csv", scores)
     return metrics

@@ -144,8 +144,6 @@ def params(tmp_path: Path, tiny_frame: pd.DataFrame) -> dict[str, Any]:
             "timeout_s": 120,
             "max_retries": 0,
             "schema_style": "json_schema",
-            "price_per_1k_input_tokens": 0.0,
-            "price_per_1k_output_tokens": 0.0,
         },
         "prompts": {
             "names": ["summarize_ticket", "triage_ticket"],
@@ -294,7 +292,7 @@ class FakeChat(Loopback):
             "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": f" {text}\n"}, "finish_reason": "stop"}
             ],
-            "usage": {"prompt_tokens": words, "completion_tokens": 7, "total_tokens": words + 7},
+            "usage": {"prompt_tokens": words + fake.extra_tokens, "completion_tokens": 7, "total_tokens": words + 7},
         }
         return self.reply(200, reply)
 
@@ -307,6 +305,7 @@ class FakeLLMServer(HTTPServer):
         super().__init__(("127.0.0.1", 0), FakeChat)  # port 0: the OS picks a free one
         self.requests: list[dict[str, Any]] = []
         self.mode = "ok"  # ok, error (HTTP 500), not_json, no_choices
+        self.extra_tokens = 0  # input tokens it reports beyond the words it read (a provider's hidden ones)
 
     @property
     def url(self) -> str:

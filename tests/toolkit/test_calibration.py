@@ -78,6 +78,8 @@ def test_the_command_prints_the_false_alarm_rate(workdir, params, save_params, f
     params["llm"] |= endpoint
     params["gates"]["rules"] = RULES
     save_params()
+    Path("conf").mkdir()
+    Path("conf/prices.yaml").write_text("fake: {input: 0.0, output: 0.0}\n")
     monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
     assert cli.main(["aa", "--runs", "2"]) == 0
     out = capsys.readouterr().out

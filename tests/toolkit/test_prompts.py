@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from lockstep import cli, prompt_eval
-from lockstep.config import LLMConfig, StageError, load_params
+from lockstep.budget import Price
+from lockstep.config import StageError, load_params
 from lockstep.prompts import check, load_golden, load_prompt_file
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "{{cookiecutter.project_slug}}"
@@ -149,15 +150,15 @@ def test_scoring_on_fixed_answers() -> None:
     assert [s["injection_failed"] for s in scores] == [0, 0, 0, 1, 0]
     assert [s["exact_match"] for s in scores] == [1, 0, 0, 0, 1]
     assert scores[1]["length_ratio"] == pytest.approx(6 / 4)  # words of the answer / words of the reference
-    llm = LLMConfig(backend="openai", model="m", price_per_1k_input_tokens=0.5, price_per_1k_output_tokens=2.0)
-    metrics = prompt_eval.aggregate(records, scores, llm)
+    price = Price(input=0.5, output=2.0)
+    metrics = prompt_eval.aggregate(records, scores, price)
     assert metrics["cases"] == 5
     assert metrics["pii_leak_rate"] == 0.2 and metrics["banned_rate"] == 0.2
     assert metrics["injection_failure_rate"] == 1.0 and metrics["exact_match"] == 0.4
     assert metrics["cost_usd"] == pytest.approx(5 * (100 * 0.5 + 10 * 2.0) / 1000)
     assert metrics["cost_usd_per_case"] == pytest.approx(metrics["cost_usd"] / 5)
     assert metrics["input_tokens"] == 500 and metrics["latency_p95_s"] == 0.5
-    no_injections = prompt_eval.aggregate(records[:1], scores[:1], llm)
+    no_injections = prompt_eval.aggregate(records[:1], scores[:1], price)
     assert no_injections["injection_failure_rate"] == 0.0
 
 
@@ -190,14 +191,20 @@ def test_evaluate_needs_the_answers_first(params_file: Path) -> None:
 def test_answer_then_evaluate_with_the_commands(workdir, params, save_params, fake_llm, monkeypatch, capsys) -> None:
     # The two stages of one prompt, `lockstep prompts answer|evaluate NAME`, against an OpenAI-compatible endpoint
     endpoint = {"backend": "openai", "model": "fake", "base_url": fake_llm.url, "api_key_env": "LOCKSTEP_TEST_KEY"}
-    params["llm"] |= endpoint | {"price_per_1k_input_tokens": 1.0}
+    params["llm"] |= endpoint
     save_params()
+    Path("conf").mkdir(exist_ok=True)
+    Path("conf/prices.yaml").write_text("fake: {input: 1.0, output: 0.0}\n")
     monkeypatch.setenv("LOCKSTEP_TEST_KEY", fake_llm.key)
     for name in ("summarize_ticket", "triage_ticket"):
         assert cli.main(["prompts", "answer", name]) == 0
         assert cli.main(["prompts", "evaluate", name]) == 0
     out = capsys.readouterr().out
     assert "prompt_outputs: triage_ticket: 36 answers -> " in out
+    metrics = json.loads(Path("reports/prompts/triage_ticket/metrics.json").read_text())
+    assert metrics["input_tokens"] > 0 and metrics["cost_usd"] == pytest.approx(
+        metrics["input_tokens"] / 1000, abs=1e-6
+    )
     answers = [json.loads(line) for line in (Path(params["paths"]["prompt_outputs"]) / "triage_ticket.jsonl").open()]
     golden = [json.loads(line) for line in (Path(params["paths"]["golden"]) / "triage_ticket.jsonl").open()]
     assert [a["id"] for a in answers] == [g["id"] for g in golden]

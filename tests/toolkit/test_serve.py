@@ -259,8 +259,9 @@ def test_staging_evaluates_the_canary_over_http_and_tags_the_versions(deployed: 
     params["data"] = {"path": "raw.csv", "target": "y", "task": "multiclass", "test_size": 0.2, "seed": 0}
     params["paths"] = {
         "prepared": "prepared", "model": "m", "metrics": "m.json", "plots": "p", "registration": "r.json",
-        "prompts": "prompts", "golden": "golden",
+        "prompts": "prompts", "golden": "golden", "prices": str(root / "prices.yaml"),
     }  # fmt: skip
+    (root / "prices.yaml").write_text("fake: {input: 0.0, output: 0.0}\n")
     rules = [
         {"metric": "reports/metrics.json:accuracy", "direction": "higher", "min": 0.7},
         {"metric": "reports/prompts/*/metrics.json:pii_leak_rate", "direction": "lower", "max": 0.0},

@@ -19,8 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lockstep.calibration import calibrate
+    from lockstep.config import settings_file
 
     result = calibrate(args.params, args.names, args.runs)
+    rules = settings_file(args.params) if settings_file(args.params).is_file() else args.params
     prompts = ", ".join(result.prompts)
     print(f"aa: {result.runs} runs of {prompts}: {result.answers} answers, interleaved, in {result.seconds:.0f} s")
     for name, (differ, total) in result.differing.items():
@@ -31,5 +33,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {check:{width}}  {counts['fail']:4}  {counts['inconclusive']:12}  {counts['pass']:4}")
     rate = f"{100 * result.false_alarm_rate:.0f} %"
     print(f"aa: false alarms: {result.failed} of {result.comparisons} comparisons ({rate}),"
-          f" inconclusive {result.inconclusive}, with the rules of {args.params}")  # fmt: skip
+          f" inconclusive {result.inconclusive}, with the rules of {rules}")  # fmt: skip
     return ExitCode.OK

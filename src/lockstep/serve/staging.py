@@ -102,6 +102,7 @@ def staging(params: Params, lock_file: Path | None = None) -> dict[str, Any]:
     written to reports/staging.json; the report."""
     import mlflow
 
+    from lockstep.budget import price_of
     from lockstep.prompt_eval import aggregate, score_cases
     from lockstep.prompts import load_golden
     from lockstep.registry import mlflow_client
@@ -126,7 +127,8 @@ def staging(params: Params, lock_file: Path | None = None) -> dict[str, Any]:
             prompts, llm = params.need("prompts"), params.need("llm")
             for name, prompt in v.prompts.items():
                 records = answer_over_http(client, name, load_golden(paths.golden_file(name), prompt))
-                per_prompt[name] = aggregate(records, score_cases(records, prompts.banned_phrases), llm)
+                price = price_of(llm, prompt.model_settings.model, paths.prices)
+                per_prompt[name] = aggregate(records, score_cases(records, prompts.banned_phrases), price)
                 metrics |= {f"reports/prompts/{name}/metrics.json:{k}": x for k, x in per_prompt[name].items()}
         client.close()
     failures = judge(params, metrics)
