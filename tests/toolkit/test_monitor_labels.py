@@ -137,3 +137,25 @@ def test_regression_quality_is_rmse_or_mae_against_the_offline_value() -> None:
     assert window_quality(rows, "rmse", 1.8, q)["failing"] == []  # 0.2 worse: allowed
     assert window_quality(rows, "rmse", 1.0, q)["failing"] == ["quality"]  # 1.0 worse
     assert window_quality(rows.head(3), "rmse", 1.0, q)["note"] == "too few labels to judge (3 of 4)"
+
+
+def test_labels_join_the_ids_the_service_returned(deployed: Deployed) -> None:
+    """Through the service in process: the ids it returns are the ones the labels name."""
+    from lockstep.config import load_params
+    from lockstep.serve.server import build
+
+    labels = labelled_project(deployed)
+    _app, service = build(load_params(deployed.params_file))
+    service.clock = lambda: (time.time() // WINDOW_S - 1) * WINDOW_S + 5
+    frame = draw(1000, 5)[["f1", "f2"]]
+    ids = [service.predict("stable", frame.iloc[r * 100 : (r + 1) * 100].to_dict(orient="records"),
+                           request=None if r else "client-0")["request_id"] for r in range(10)]  # fmt: skip
+    service.close()
+    assert ids[0] == "client-0" and len(set(ids)) == 10
+    labels.mkdir()
+    (labels / "a.csv").write_text(
+        "request_id,row,label\n" + "".join(f"{i},{n},0\n" for i in ids[:6] for n in range(10))
+    )
+    status, metrics = monitor(deployed)
+    assert status == 0 and metrics["labels"]["unknown"] == 0
+    assert metrics["quality"]["labelled"] == 60 and metrics["quality"]["value"] == 1.0
