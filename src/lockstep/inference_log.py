@@ -6,7 +6,8 @@ by default), writes batches and deletes what is past retention (`retention_days`
 `retention_rows`). A full queue drops the record and counts it; so does a failed write. A
 prompt's text is never logged: its name and version, the variables and the answer.
 
-Table `inference`: ts (epoch s), deploy_id, variant, endpoint (predict | prompt), model_name,
+Table `inference`: ts (epoch s), request_id (the service's X-Request-ID, what delayed labels are
+joined by), deploy_id, variant, endpoint (predict | prompt), model_name,
 model_version, prompt_name, prompt_version, latency_ms, inputs (JSON: the rows, or the prompt's
 variables), outputs (JSON: the predictions, or the answer), quality (JSON list: empty, invalid,
 schema, pii, refusal), error (text or NULL). Both databases are reached through SQLAlchemy.
@@ -26,7 +27,7 @@ from typing import Any
 from lockstep.config import StageError
 from lockstep.config import redact as redact_uri
 
-COLUMNS = ("ts", "deploy_id", "variant", "endpoint", "model_name", "model_version", "prompt_name",
+COLUMNS = ("ts", "request_id", "deploy_id", "variant", "endpoint", "model_name", "model_version", "prompt_name",
            "prompt_version", "latency_ms", "inputs", "outputs", "quality", "error")  # fmt: skip
 JSON_COLUMNS = ("inputs", "outputs", "quality")
 BATCH = 500
@@ -59,6 +60,7 @@ def _table(metadata: Any) -> Any:
         *(Column(c, Text) for c in ("deploy_id", "variant", "endpoint", "model_name")),
         Column("model_version", Integer), Column("prompt_name", Text), Column("prompt_version", Integer),
         Column("latency_ms", Float), *(Column(c, Text) for c in ("inputs", "outputs", "quality", "error")),
+        Column("request_id", Text),
     )  # fmt: skip
     Index("inference_ts", table.c.ts)
     return table
@@ -80,6 +82,13 @@ def engine(store: str | Path) -> tuple[Any, Any]:
         Path(store).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {}
     return create_engine(database_url(store), connect_args=connect_args), _table(MetaData())
+
+
+def existing(db: Any) -> set[str]:
+    """The columns the log's table has (an older log lacks the newer ones)."""
+    from sqlalchemy import inspect
+
+    return {c["name"] for c in inspect(db).get_columns("inference")}
 
 
 def pii_patterns(patterns: dict[str, str] | None = None) -> list[tuple[str, re.Pattern[str]]]:
@@ -151,6 +160,8 @@ class InferenceLog:
                 if not is_postgres(store):
                     db.exec_driver_sql("PRAGMA journal_mode=WAL")
                 self.table.metadata.create_all(db)
+                if "request_id" not in existing(db):  # a log written before requests had ids
+                    db.exec_driver_sql("ALTER TABLE inference ADD COLUMN request_id TEXT")
         except SQLAlchemyError as exc:
             self.engine.dispose()
             reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
@@ -250,7 +261,12 @@ def read_log(store: str | Path, since: float | None = None, until: float | None 
     from sqlalchemy.exc import SQLAlchemyError
 
     db_engine, table = engine(store)
-    query = select(table)
+    try:
+        with db_engine.connect() as db:
+            have = existing(db)
+        query = select(*(c for c in table.c if c.name in have))
+    except SQLAlchemyError:
+        query = select(table)  # the error is named below
     if since is not None:
         query = query.where(table.c.ts >= since)
     if until is not None:
@@ -264,6 +280,7 @@ def read_log(store: str | Path, since: float | None = None, until: float | None 
     finally:
         db_engine.dispose()
     for row in rows:
+        row.setdefault("request_id", None)
         for column in JSON_COLUMNS:
             row[column] = json.loads(row[column]) if row[column] is not None else None
     return rows

@@ -185,6 +185,15 @@ class PromptThresholds(_Strict):
     max_pii_increase: float = Field(default=0.0, ge=0)  # answers with PII, minus the golden set's pii_leak_rate
 
 
+class QualityConfig(_Strict):
+    """Delayed labels: the true outcome of logged predictions, sent later, joined by request id."""
+
+    labels: Path | None = None  # a CSV or JSONL file, or a directory of them (request_id,label[,row]); None: off
+    metric: Literal["accuracy", "mae", "rmse"] | None = None  # None: accuracy (classification), rmse (regression)
+    min_labels: int = Field(default=50, gt=0)  # fewer labelled rows in a window: too few labels to judge
+    max_drop: float = Field(default=0.05, ge=0)  # worse than the version's offline metric by more: breach
+
+
 class MonitorConfig(_Strict):
     """conf/monitor: what the service logs, and how `lockstep monitor` judges the windows."""
 
@@ -205,6 +214,7 @@ class MonitorConfig(_Strict):
     windows_m: int = Field(default=5, gt=0)  # ... of the last M windows breach, the latest included
     drift: DriftThresholds = DriftThresholds()
     prompts: PromptThresholds = PromptThresholds()
+    quality: QualityConfig = QualityConfig()
 
     @field_validator("redact")
     @classmethod

@@ -13,7 +13,7 @@ import yaml
 
 from lockstep import cli
 from lockstep.config import StageError, load_params
-from lockstep.inference_log import InferenceLog, read_log
+from lockstep.inference_log import COLUMNS, InferenceLog, read_log
 from lockstep.serve.client import Client
 from lockstep.serve.server import Running, build
 
@@ -56,6 +56,43 @@ def test_requests_are_logged_with_versions_latency_and_pii_redacted(deployed: De
     assert prompt["outputs"] == deployed.llm.answer
     raw = (deployed.root / "monitor" / "inference.db").read_bytes()
     assert b"jane.doe" not in raw and b"555-123" not in raw
+
+
+def test_each_request_has_an_id_returned_and_logged(deployed: Deployed, tmp_path) -> None:
+    """A client's well-formed X-Request-ID is kept; a malformed or missing one is replaced by a new id;
+    each is returned (header and body) and logged, so labels sent later can be joined to it."""
+    import sqlite3
+
+    with_monitor(deployed)
+    app, service = build(load_params(deployed.params_file))
+    with Running(app) as running:
+        http = Client(running.url)
+        sent = [("order-42", "order-42"), ("bad id with spaces", None), (None, None)]
+        returned = []
+        for given, expected in sent:
+            headers = {"X-Request-ID": given} if given else None
+            status, body, head = http.request("POST", "/v1/predict", {"rows": deployed.rows}, headers)
+            assert status == 200 and head["x-request-id"] == body["request_id"]
+            assert body["request_id"] == expected if expected else body["request_id"] != given
+            returned.append(body["request_id"])
+        status, body, head = http.post("/v1/prompts/summarize_ticket", {"variables": {"ticket": "t"}})
+        assert status == 200 and head["x-request-id"] == body["request_id"]
+        returned.append(body["request_id"])
+    service.close()
+    assert returned[0] == "order-42" and len(set(returned)) == 4 and "bad id with spaces" not in returned
+    assert [r["request_id"] for r in read_log(deployed.root / "monitor" / "inference.db")] == returned
+    # a log written before requests had ids gains the column when the service starts, and reads as before
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as db:
+        columns = ", ".join(f"{c} TEXT" for c in COLUMNS if c not in ("ts", "request_id"))
+        db.execute(f"CREATE TABLE inference (id INTEGER PRIMARY KEY, ts FLOAT NOT NULL, {columns})")
+        db.execute("INSERT INTO inference (ts, endpoint, inputs) VALUES (1, 'predict', '[]')")
+    db.close()
+    assert read_log(old)[0]["request_id"] is None
+    log = InferenceLog(old)
+    log.record(ts=2.0, endpoint="predict", request_id="r1", inputs=[])
+    log.close()
+    assert [r["request_id"] for r in read_log(old)] == [None, "r1"] and log.dropped == 0
 
 
 def test_what_is_stored_is_configured_allow_list_redaction_and_retention(deployed: Deployed, tmp_path) -> None:

@@ -38,6 +38,11 @@ def report(verdict: Any) -> int:
     tagged = f"; tagged {', '.join(verdict.tagged)}" if verdict.tagged else ""
     print(f"monitor: {summary['windows_judged']} of {summary['windows']} windows judged; latest {per_variant};"
           f" failing: {failing}; {summary['breaches']} breach(es){tagged}")  # fmt: skip
+    if "labels" in summary:
+        labels = summary["labels"]
+        quality = "; ".join(f"{name} {v['quality']['note']}" for name, v in verdict.variants.items() if v["quality"])
+        print(f"monitor: {labels['read']} label(s) in {labels['path']}, {labels['unknown']} for unknown request ids;"
+              f" quality: {quality or 'no windows'}")  # fmt: skip
     if verdict.request is not None:
         print(f"monitor: retraining requested ({verdict.request}); exit {ExitCode.RETRAIN:d}")
         return ExitCode.RETRAIN

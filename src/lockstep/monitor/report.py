@@ -39,11 +39,18 @@ def _plot(reference: pd.Series, current: pd.Series, title: str, categorical: boo
 
 def _windows_table(windows: list[dict[str, Any]], detail: bool) -> list[str]:
     e = html.escape
+    labelled = detail and any("quality" in w for w in windows)  # delayed labels configured
     head = "<th>drift share</th><th>prediction PSI</th>" if detail else ""
+    head += "<th>labelled rows</th><th>quality</th>" if labelled else ""
     parts = [f"<table><tr><th>start (UTC)</th><th>rows</th>{head}<th>failing</th></tr>"]
     for w in windows:
-        failing = (", ".join(w["failing"]) or "none") if w.get("judged") else "not judged (too few rows)"
+        failing = (
+            (", ".join(w["failing"]) or "none") if w.get("judged") or w["failing"] else "not judged (too few rows)"
+        )
         cells = f"<td>{w.get('drift_share', '')}</td><td>{w.get('prediction_psi', '')}</td>" if detail else ""
+        if labelled:
+            q = w.get("quality") or {"labelled": "", "note": ""}
+            cells += f"<td>{q['labelled']}</td><td>{e(q.get('note', ''))}</td>"
         parts.append(f"<tr><td>{e(w['start'])}</td><td>{w['rows']}</td>{cells}<td>{e(failing)}</td></tr>")
     return [*parts, "</table>"]
 
@@ -99,6 +106,14 @@ def write_report(
         f"<p>Checked {e(summary['last_check'])}. Retraining requested: <b>{'yes' if summary['retrain'] else 'no'}</b>"
         f" ({summary['breaches']} of the last {summary['windows']} windows breach; rule: at least "
         f"{summary['breaches_n']}, the latest included).</p>",
+        *(
+            [
+                f"<p>Delayed labels: {summary['labels']['read']} in {e(summary['labels']['path'])},"
+                f" {summary['labels']['unknown']} for request ids the log does not hold.</p>"
+            ]
+            if "labels" in summary
+            else []
+        ),
         "<h2>Windows, all variants</h2>",
         *_windows_table(windows, detail=False),
     ]

@@ -81,7 +81,8 @@ def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | N
     # a SQLite file of its own beside production's (or in monitor/ when production's is PostgreSQL)
     local = Path("monitor/inference.db") if is_postgres(base.store) else Path(base.store)
     log = local.with_name("rehearsal.db")
-    cfg = base.model_copy(update={"log": str(log), "log_url_env": "", "out": base.out / "rehearsal"})
+    cfg = base.model_copy(update={"log": str(log), "log_url_env": "", "out": base.out / "rehearsal",
+                                  "quality": base.quality.model_copy(update={"labels": None})})  # fmt: skip
     test_file = base.reference.with_name("test.parquet")
     if not test_file.exists():
         raise StageError(f"no test split at {test_file}: run the pipeline first (make repro)")

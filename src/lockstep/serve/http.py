@@ -6,7 +6,10 @@
     GET  /metrics              requests, errors, latency, tokens, quality failures, per variant
     PUT  /admin/weight         {"weight": 25}; only with LOCKSTEP_ADMIN_TOKEN set, in X-Admin-Token
 
-Every answer names the variant and versions that produced it (body and X-Lockstep-* headers).
+Every answer names the variant and versions that produced it (body and X-Lockstep-* headers) and
+its request id (`request_id`, header X-Request-ID): the client's X-Request-ID when well-formed
+(letters, digits, `. _ : -`, at most 128), else a new one. The inference log records it; labels
+that arrive later are joined to the predictions by it (docs/monitoring.md).
 A client's mistake is 4xx with FastAPI's `{"detail": [{"loc", "msg", "type"}]}` and nothing of the
 input echoed back (422: a field, 413: a body over conf/deploy `max_body_bytes` or more rows than
 `max_rows`), counted apart from the variants' errors. A failure of the service is 500 with no
@@ -25,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lockstep.config import StageError
-from lockstep.serve.service import Service
+from lockstep.serve.service import Service, request_id
 from lockstep.serve.validate import Rejected
 
 ADMIN_TOKEN_ENV = "LOCKSTEP_ADMIN_TOKEN"
@@ -122,18 +125,19 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
         return JSONResponse({"detail": detail}, 422)
 
     def respond(body: dict[str, Any]) -> JSONResponse:
-        headers = {"X-Lockstep-Variant": body["variant"], "X-Lockstep-Deploy": service.deploy_id}
+        headers = {"X-Lockstep-Variant": body["variant"], "X-Lockstep-Deploy": service.deploy_id,
+                   "X-Request-ID": body["request_id"]}  # fmt: skip
         return JSONResponse(body, headers=headers)
 
     def refused(endpoint: str, exc: Rejected) -> JSONResponse:
         rejected.labels(endpoint, str(exc.status)).inc()
         return JSONResponse({"detail": exc.detail}, exc.status)
 
-    def failed(variant: str, endpoint: str, exc: Exception) -> HTTPException:
+    def failed(variant: str, endpoint: str, exc: Exception, request: str) -> HTTPException:
         log.error("%s failed on variant %s: %s: %s", endpoint, variant, type(exc).__name__, exc, exc_info=exc)
         detail = {"error": "the service failed to answer; its log has the cause", "variant": variant,
                   "deploy_id": service.deploy_id}  # fmt: skip
-        return HTTPException(500, detail, headers={"X-Lockstep-Variant": variant})
+        return HTTPException(500, detail, headers={"X-Lockstep-Variant": variant, "X-Request-ID": request})
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -142,19 +146,22 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
 
     @app.post("/v1/predict")
     def predict(
-        rows: Annotated[list[Any], Body(embed=True)], x_request_key: Annotated[str | None, Header()] = None
+        rows: Annotated[list[Any], Body(embed=True)],
+        x_request_key: Annotated[str | None, Header()] = None,
+        x_request_id: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         variant = service.choose(x_request_key)
+        request = request_id(x_request_id)
         try:
-            body = service.predict(variant, rows)
+            body = service.predict(variant, rows, request=request)
         except Rejected as exc:
             return refused("predict", exc)
         except StageError as exc:
             raise HTTPException(400, str(exc)) from None
         except Exception as exc:
-            raise failed(variant, "predict", exc) from None
+            raise failed(variant, "predict", exc, request) from None
         if variant == "stable":
-            service.mirror("predict", rows)
+            service.mirror("predict", rows, request=request)
         return respond(body)
 
     @app.post("/v1/prompts/{name}")
@@ -162,10 +169,12 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
         name: str,
         variables: Annotated[dict[str, Any], Body(embed=True)],
         x_request_key: Annotated[str | None, Header()] = None,
+        x_request_id: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         variant = service.choose(x_request_key)
+        request = request_id(x_request_id)
         try:
-            body = service.answer(variant, name, variables)
+            body = service.answer(variant, name, variables, request=request)
         except KeyError:
             raise HTTPException(404, f"no prompt {name} in this deployment") from None
         except Rejected as exc:
@@ -173,9 +182,9 @@ def create_app(service: Service, admin_token: str | None = None) -> Any:
         except StageError as exc:
             raise HTTPException(400, str(exc)) from None
         except Exception as exc:
-            raise failed(variant, "prompt", exc) from None
+            raise failed(variant, "prompt", exc, request) from None
         if variant == "stable":
-            service.mirror("answer", name, variables)
+            service.mirror("answer", name, variables, request=request)
         return respond(body)
 
     @app.get("/metrics")

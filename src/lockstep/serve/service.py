@@ -1,6 +1,7 @@
 """The service: exactly the locked versions, a sticky canary router, Prometheus metrics per variant.
 
-Every answer names the variant and versions that produced it. With conf/deploy shadow, requests
+Every answer names the variant and versions that produced it, and its request id (the client's
+when well-formed, else a new one: what delayed labels are joined by in the monitor). With conf/deploy shadow, requests
 answered by stable are also answered by the canary in the background, its answer discarded
 (variant "shadow"). The project supplies only its own code, its hooks (lockstep.hooks): an
 optional `prepare_rows(frame) -> frame` before predict and `answer(prompt, variables, llm)`.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import threading
 import time
 import uuid
@@ -27,6 +29,13 @@ from lockstep.serve.routing import Faults, route
 from lockstep.serve.validate import Rejected, check_frame, check_rows
 from lockstep.serve.variants import Variant, load_variant
 from lockstep.settings import DeployConfig, MonitorConfig
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a client's X-Request-ID kept as given
+
+
+def request_id(given: str | None = None) -> str:
+    """The client's request id when well-formed (letters, digits, . _ : -, at most 128), else a new one."""
+    return given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 class Service:
@@ -128,11 +137,14 @@ class Service:
             self.metrics.requests.labels(arm, endpoint).inc()
             self.metrics.latency.labels(arm, endpoint).observe(time.perf_counter() - start)
 
-    def predict(self, variant: str, rows: list[dict[str, Any]], arm: str | None = None) -> dict[str, Any]:
+    def predict(
+        self, variant: str, rows: list[dict[str, Any]], arm: str | None = None, request: str | None = None
+    ) -> dict[str, Any]:
         import pandas as pd
 
         v = self.variants[variant]
         arm = arm or variant
+        request = request_id(request)
         start = time.perf_counter()
         prepare = self.hooks.prepare_rows
         # A client's mistake is refused before any variant sees it (lockstep.serve.validate)
@@ -153,14 +165,19 @@ class Service:
         try:
             predictions = self._observe(arm, "predict", run)
         except Exception as exc:
-            self._record(arm, "predict", v, start, inputs=rows, quality=quality, error=f"{type(exc).__name__}: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            self._record(arm, "predict", v, start, request_id=request, inputs=rows, quality=quality, error=error)
             raise
-        self._record(arm, "predict", v, start, inputs=rows, outputs=predictions, quality=quality)
-        return {"predictions": predictions, "variant": variant, "deploy_id": self.deploy_id, **v.versions()}
+        self._record(arm, "predict", v, start, request_id=request, inputs=rows, outputs=predictions, quality=quality)
+        return {"predictions": predictions, "variant": variant, "deploy_id": self.deploy_id, **v.versions(),
+                "request_id": request}  # fmt: skip
 
-    def answer(self, variant: str, name: str, variables: dict[str, Any], arm: str | None = None) -> dict[str, Any]:
+    def answer(
+        self, variant: str, name: str, variables: dict[str, Any], arm: str | None = None, request: str | None = None
+    ) -> dict[str, Any]:
         v = self.variants[variant]
         arm = arm or variant
+        request = request_id(request)
         if name not in v.prompts:
             raise KeyError(name)
         prompt = v.prompts[name]
@@ -188,7 +205,7 @@ class Service:
         if missing:  # the client's mistake: 422, naming each variable
             raise Rejected(422, [{"loc": ["body", "variables", m], "msg": f"prompt {name} needs this variable",
                                   "type": "missing"} for m in missing])  # fmt: skip
-        logged = {"prompt_name": name, "prompt_version": version, "inputs": variables}
+        logged = {"prompt_name": name, "prompt_version": version, "inputs": variables, "request_id": request}
         try:
             reply = self._observe(arm, "prompt", run)
         except Exception as exc:
@@ -202,16 +219,18 @@ class Service:
             "model": v.versions()["model"],
             "prompt": {"name": name, "version": version},
             "tokens": {"input": reply.input_tokens, "output": reply.output_tokens},
+            "request_id": request,
         }
 
-    def mirror(self, call: str, *args: Any) -> None:
-        """Answer with the canary too, in the background, as variant "shadow"; the answer is dropped."""
+    def mirror(self, call: str, *args: Any, request: str | None = None) -> None:
+        """Answer with the canary too, in the background, as variant "shadow" (logged under the same
+        request id); the answer is dropped."""
         if self.shadow is None:
             return
         method = self.predict if call == "predict" else self.answer
 
         def run() -> None:
             with contextlib.suppress(Exception):  # counted in the shadow's metrics, never reaches a client
-                method("canary", *args, arm="shadow")
+                method("canary", *args, arm="shadow", request=request)
 
         self.shadow.submit(run)
