@@ -248,3 +248,41 @@ def test_a_toolkit_upgrade_re_runs_exactly_the_toolkits_stages(tmp_path: Path, i
     assert sum(s.get("do", s)["cmd"].startswith("lockstep ") for s in stages.values()) == (
         3 if include_llm == "yes" else 1
     )
+
+
+@pytest.mark.parametrize(
+    ("template", "url"),
+    [
+        ("https://github.com/example/lockstep.git", "https://github.com/example/lockstep.git"),
+        ("gh:example/lockstep", "https://github.com/example/lockstep"),
+        ("git@gitlab.com:example/lockstep.git", "git@gitlab.com:example/lockstep.git"),
+    ],
+)
+def test_baked_from_a_git_url_the_toolkit_is_that_repositorys_tag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, template: str, url: str
+) -> None:
+    # docs/toolkit.md, "Installing and pinning": baked from a Git URL, [tool.uv.sources] names the
+    # tag v<version> of that repository. This clone stands in for cookiecutter's download of it.
+    import cookiecutter.main
+
+    monkeypatch.setattr(cookiecutter.main, "determine_repo_dir", lambda *args, **kwargs: (str(ROOT), False))
+    project = Path(
+        cookiecutter.main.cookiecutter(template, no_input=True, output_dir=str(tmp_path), extra_context={
+            "include_llm": "no", "dvc_remote": "none", "ci_provider": "none", "init_git": "no"})
+    )  # fmt: skip
+    text = (project / "pyproject.toml").read_text(encoding="utf-8")
+    version = OPTIONS["_toolkit_version"]
+    assert tomllib.loads(text)["tool"]["uv"]["sources"]["lockstep-mlops"] == {"git": url, "tag": f"v{version}"}
+    if not template.startswith("https://"):
+        return
+    # uv resolves it, offline, against a clone of this repository tagged as a release is
+    remote = tmp_path / "lockstep.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(ROOT), str(remote)], check=True)
+    subprocess.run(["git", "-C", str(remote), "tag", "-f", f"v{version}", "HEAD"], check=True)
+    (project / "pyproject.toml").write_text(text.replace(url, remote.as_uri()), encoding="utf-8")
+    uv = [str(Path(sys.executable).parent / "uv"), "pip", "compile", "pyproject.toml", "--offline", "--no-deps", "-q"]
+    result = subprocess.run(uv, cwd=project, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    tagged = subprocess.run(["git", "-C", str(remote), "rev-parse", f"v{version}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    assert f"lockstep-mlops @ git+{remote.as_uri()}@{tagged}\n" in result.stdout

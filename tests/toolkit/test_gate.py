@@ -328,3 +328,33 @@ def test_a_change_that_loosens_the_rules_is_judged_by_the_bases(repo, params, sa
     report = Path("reports/gate/report.md").read_text()
     assert "This change edits the gate rules (conf/gates): the base's rules were applied." in report
     assert json.loads(Path("reports/gate/checks.json").read_text())["rules_changed"] is True
+
+
+def test_a_metric_or_metrics_file_gone_from_the_branch_fails_its_rule(repo, params, save_params, capsys) -> None:
+    # docs/ci-gate.md, edge cases: a metric removed in the branch shows new `— (removed in this
+    # branch)`, a whole metrics file gone from the work tree `— (<file> missing)`; both fail their rule.
+    subprocess.run(["dvc", "init", "-q"], check=True)
+    Path("dvc.yaml").write_text("metrics:\n  - reports/metrics.json\n  - reports/extra.json\n")
+    params["gates"]["rules"] = [
+        {"metric": "reports/metrics.json:accuracy", "direction": "higher"},
+        {"metric": "reports/metrics.json:f1", "direction": "higher"},
+        {"metric": "reports/extra.json:recall", "direction": "higher"},
+    ]
+    params_file = save_params()
+    Path("reports").mkdir()
+    Path("reports/metrics.json").write_text(json.dumps({"accuracy": 0.95, "f1": 0.9}))
+    Path("reports/extra.json").write_text(json.dumps({"recall": 0.8}))
+    repo("add", "-A")
+    repo("commit", "-q", "-m", "base")
+    repo("checkout", "-q", "-b", "feature")
+    Path("reports/metrics.json").write_text(json.dumps({"accuracy": 0.95}))  # f1 no longer written
+    Path("reports/extra.json").unlink()
+
+    assert cli.main(["gate", "--base", "main", "--params", str(params_file)]) == 1
+    captured = capsys.readouterr()
+    assert "gate: FAIL reports/metrics.json:f1: new value removed in this branch" in captured.err
+    assert "gate: FAIL reports/extra.json:recall: new value reports/extra.json missing" in captured.err
+    assert "gate: failed: 2 of 3 checks broken against main" in captured.out
+    report = Path("reports/gate/report.md").read_text()
+    assert "| `reports/metrics.json:f1` | 0.9 | — (removed in this branch) |" in report
+    assert "| `reports/extra.json:recall` | 0.8 | — (reports/extra.json missing) |" in report

@@ -168,6 +168,29 @@ def test_answers_compare_as_structured_or_normalised_text() -> None:
     assert prompt_eval.as_text({"b": 1, "a": 2}) == '{"a": 2, "b": 1}'
 
 
+@pytest.mark.parametrize(
+    ("output", "expected", "match"),
+    [  # docs/prompts.md, `exact_match`: JSON answers are compared parsed, text lower-cased with
+        # whitespace collapsed and a final period removed; nothing else is forgiven
+        ("Parcel LOST, Refund wanted", "parcel lost, refund wanted", 1),
+        ("  parcel\n lost,\trefund   wanted ", "parcel lost, refund wanted", 1),
+        ("parcel lost, refund wanted.", "Parcel lost, refund wanted", 1),
+        ("parcel lost, refund wanted", "Parcel lost, refund wanted.", 1),
+        ("parcel lost, refund wanted!", "parcel lost, refund wanted", 0),
+        ("parcel lost refund wanted", "parcel lost, refund wanted", 0),
+        ("parcel lost. refund wanted", "parcel lost refund wanted", 0),
+        ("parcel lost, refunds wanted", "parcel lost, refund wanted", 0),
+        ('{ "urgent":true,\n "queue": "billing" }', {"queue": "billing", "urgent": True}, 1),
+        ('{"queue": "billing", "urgent": true}', '{"urgent": true, "queue": "billing"}', 1),
+        ('{"queue": "Billing", "urgent": true}', {"queue": "billing", "urgent": True}, 0),
+        ('{"queue": "billing"}', {"queue": "billing", "urgent": True}, 0),
+    ],
+)
+def test_exact_match_forgives_only_what_the_docs_say(output: str, expected: object, match: int) -> None:
+    (scores,) = prompt_eval.score_cases([record(output, expected)], banned_phrases=[])
+    assert scores["exact_match"] == match
+
+
 def test_evaluating_only_measures(params_file: Path, params: dict, capsys: pytest.CaptureFixture[str]) -> None:
     # A leaking answer is measured and reported, not refused: its limit is a rule of the gate
     leaked = [record("Card 4111 1111 1111 1111 was charged twice.", "Customer was charged twice.")]
