@@ -79,7 +79,8 @@ def as_answer(value: Any) -> Any:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            return " ".join(value.lower().split()).rstrip(".")
+            text = " ".join(value.lower().split())
+            return text.removesuffix(".")  # one final period, as docs/prompts.md says
     return value
 
 

@@ -177,6 +177,7 @@ def test_answers_compare_as_structured_or_normalised_text() -> None:
         ("parcel lost, refund wanted.", "Parcel lost, refund wanted", 1),
         ("parcel lost, refund wanted", "Parcel lost, refund wanted.", 1),
         ("parcel lost, refund wanted!", "parcel lost, refund wanted", 0),
+        ("parcel lost, refund wanted...", "parcel lost, refund wanted", 0),  # an ellipsis is not a final period
         ("parcel lost refund wanted", "parcel lost, refund wanted", 0),
         ("parcel lost. refund wanted", "parcel lost refund wanted", 0),
         ("parcel lost, refunds wanted", "parcel lost, refund wanted", 0),
