@@ -134,7 +134,7 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     project = tmp_path / "demo" / "support-insights"
     prompt_metrics = json.loads((project / "reports" / "prompts" / "triage_ticket" / "metrics.json").read_text())
     assert prompt_metrics["cases"] >= 30 and prompt_metrics["pii_leak_rate"] == 0.0
-    assert 0.2 < prompt_metrics["exact_match"] <= 1
+    assert 0.1 <= prompt_metrics["exact_match"] <= 1  # 8 of 36 on this model: a margin of four answers
 
     # Then what a developer does next: tests, lint, a no-op repro, and an experiment
     tests = sh(project, "make", "test")
@@ -168,6 +168,16 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     assert registry_alias(project, "support_insights")["version"] == "2"
     diff = json.loads(sh(project, "dvc", "metrics", "diff", "--json").stdout)
     assert "model_size_bytes" in diff["reports/metrics.json"]
+
+    # Dropping the experiment, as docs/getting-started.md says: `make repro` recomposes params.yaml
+    # from conf/, restores the earlier outputs and moves challenger back to the version holding them
+    sh(project, "make", "repro")
+    assert "name: logistic_regression" in (project / "params.yaml").read_text()
+    dropped = json.loads((project / "reports" / "metrics.json").read_text())
+    assert {k: v for k, v in dropped.items() if "latency" not in k} == {
+        k: v for k, v in before.items() if "latency" not in k
+    }
+    assert registry_alias(project, "support_insights")["version"] == "1"
 
 
 def interpreter(version: str) -> str:
