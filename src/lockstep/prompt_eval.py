@@ -24,7 +24,9 @@ from lockstep.io import write_atomic, write_csv, write_json
 
 if TYPE_CHECKING:
     from lockstep.budget import Budget, Price
+    from lockstep.config import LLMConfig
     from lockstep.llm import Backend
+    from lockstep.llm_cache import Cached
     from lockstep.prompts import Prompt
 
 
@@ -44,7 +46,7 @@ def answer_all(
     start = time.perf_counter()
     for n, case in enumerate(tqdm(cases, desc=f"prompt {prompt.name}", unit="case", file=sys.stderr, disable=None), 1):
         answer = model.chat(prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
-        if budget is not None:
+        if budget is not None and not answer.replayed:  # a recorded answer costs nothing
             budget.charge(answer.input_tokens, answer.output_tokens)
         if logged and (n % LOG_EVERY == 0 or n == len(cases)):
             print(f"prompt {prompt.name}: {n}/{len(cases)} cases answered ({time.perf_counter() - start:.0f} s)",
@@ -159,20 +161,43 @@ def answer(name: str, params: Params) -> tuple[int, Path]:
     """Stage prompt_outputs: every golden case of one prompt answered, one JSON line each; how many,
     and the file."""
     from lockstep.budget import Budget, input_bound, price_of
-    from lockstep.llm import backend
     from lockstep.prompts import load_golden, load_prompt_file
 
     check_toolkit_version(params)
     llm, paths = params.need("llm"), params.need("paths")
     prompt = load_prompt_file(paths.prompt_file(name))
     cases = load_golden(paths.golden_file(name), prompt)
+    model = cached_model(prompt, cases, llm, paths.llm_cache_dir(name))
+    # What a run may cost: the cases the cache does not answer (a recorded answer costs nothing)
     budget = Budget(name, llm.budget_usd, price_of(llm, prompt.model_settings.model, paths.prices))
-    max_tokens = prompt.model_settings.max_tokens
-    budget.plan([(input_bound(prompt.render(c["inputs"]), prompt.response_format), max_tokens) for c in cases])
-    records = answer_all(prompt, cases, backend(llm), budget)
+    settings, schema, max_tokens = prompt.model_settings, prompt.response_format, prompt.model_settings.max_tokens
+    asked = [messages for messages in (prompt.render(c["inputs"]) for c in cases)
+             if not model.recorded(messages, settings, schema)]  # fmt: skip
+    budget.plan([(input_bound(messages, schema), max_tokens) for messages in asked])
+    records = answer_all(prompt, cases, model, budget)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(paths.prompt_output(name), lines)
     return len(records), paths.prompt_output(name)
+
+
+def cached_model(prompt: Prompt, cases: list[dict[str, Any]], llm: LLMConfig, folder: Path | None) -> Cached:
+    """The configured model behind the prompt's record/replay cache (lockstep.llm_cache) in `folder`
+    (None: no cache, live); in replay a case without a recorded answer fails here, before any call."""
+    from lockstep import llm_cache
+    from lockstep.llm import backend, request
+
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)  # a DVC output: it must exist, empty or not
+    cache = llm_cache.Cache(folder, llm_cache.mode(llm.cache_mode))
+
+    def ask(messages: list[dict[str, str]], settings: Any, schema: dict[str, Any] | None) -> dict[str, Any]:
+        return request(llm, messages, settings, schema)
+
+    if cache.mode == "replay":
+        render = prompt.render
+        cache.check_replay([(c["id"], ask(render(c["inputs"]), prompt.model_settings, prompt.response_format))
+                            for c in cases])  # fmt: skip
+    return llm_cache.Cached(cache, ask, lambda: backend(llm))
 
 
 def evaluate(name: str, params: Params) -> dict[str, Any]:
