@@ -34,6 +34,7 @@ TOOLKIT_ENV = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "LOCKSTEP_TEST_KEY",
     "LOCKSTEP_PARAMS",
+    "LOCKSTEP_LLM_CACHE",
 )
 
 
@@ -114,6 +115,7 @@ def params(tmp_path: Path, tiny_frame: pd.DataFrame) -> dict[str, Any]:
         "golden": "data/golden",
         "prompt_outputs": "data/prompt_outputs",
         "prompt_reports": "reports/prompts",
+        "llm_cache": "data/llm_cache",
     }
     for name in ("prompts", "golden"):  # the prompt track reads these from paths.*
         shutil.copytree(TEMPLATE / paths[name], tmp_path / paths[name], ignore=shutil.ignore_patterns("*.dvc", "*.md"))
@@ -144,6 +146,7 @@ def params(tmp_path: Path, tiny_frame: pd.DataFrame) -> dict[str, Any]:
             "timeout_s": 120,
             "max_retries": 0,
             "schema_style": "json_schema",
+            "cache_mode": "record",
         },
         "prompts": {
             "names": ["summarize_ticket", "triage_ticket"],
