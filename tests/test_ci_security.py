@@ -430,3 +430,19 @@ def test_monitor_workflow_requests_retraining_through_a_pull_request(baked, remo
     ]
     opened = "\n".join(opener["script"])
     assert "lockstep retrain gitlab-mr" in opened and not PROJECT_CODE.search(opened)
+
+
+@pytest.mark.parametrize("remote", ["none", "s3"])
+def test_the_pull_requests_pipeline_replays_the_models_answers_and_the_gate_does_not(baked, remote: str) -> None:
+    # LOCKSTEP_LLM_CACHE=replay where the head's pipeline is re-made (a case without a recorded answer
+    # fails, the model is never called), set in the CI file itself; not on the gate, whose base's
+    # evaluation answers the head's new cases live from the base's entries (lockstep.trusted), nor in CI at large
+    project = baked("both", remote)
+    jobs = yaml.safe_load((project / ".github" / "workflows" / "pipeline.yml").read_text())["jobs"]
+    steps = {step.get("id"): step for step in jobs["gate"]["steps"]}
+    assert steps["repro"]["env"]["LOCKSTEP_LLM_CACHE"] == "replay" and "make repro-ci" in steps["repro"]["run"]
+    assert "LOCKSTEP_LLM_CACHE" not in json.dumps(steps["gate"]) + json.dumps(jobs["gate"].get("env", {}))
+    gitlab = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+    assert "LOCKSTEP_LLM_CACHE=replay make repro-ci || status=1" in gitlab["merge-request"]["script"]
+    assert "LOCKSTEP_LLM_CACHE" not in json.dumps(gitlab.get("variables", {}))
+    assert not [s for s in gitlab["merge-request"]["script"] if "make gate" in s and "LOCKSTEP_LLM_CACHE" in s]
