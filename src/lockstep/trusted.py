@@ -13,6 +13,11 @@ the new procedure is right. A golden set with fewer cases than the base's fails 
 
 The worktree runs the base's code (reviewed, merged) with the project's environment; the stages
 see the base's package first on PYTHONPATH. Nothing of the worktree outlives the gate.
+
+Prompts whose golden set differs from the base's are answered there again. The record/replay
+cache of the language model's answers (lockstep.llm_cache) is a file per answer that anyone can
+write, so the worktree replays only the entries the base's dvc.lock names (`base_answers`); every
+other case is asked of the model, and the change's own entries are never read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import yaml
 
 from lockstep.config import StageError, flatten, one_line
 from lockstep.io import file_md5
+from lockstep.llm_cache import ENV as LLM_CACHE_ENV
 from lockstep.vcs import dvc, git
 
 # The parameters that define how a model is measured: which rows it is measured on, and how
@@ -141,6 +147,9 @@ class Worktree:
         src = self.dir / "src"
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(src), os.environ.get("PYTHONPATH")]))}
         self.env.pop("DVC_ROOT", None)
+        # The language model's answers: the base's recorded ones (base_answers) are reused, any other
+        # is asked of the model, whatever mode the change's CI or conf/llm sets
+        self.env[LLM_CACHE_ENV] = "record"
         self.run(dvc(), "config", "--local", "cache.dir", str(root / ".dvc" / "cache"))
         # DVC wraps its output at the terminal's width (80 columns without one): a long path would
         # be cut into two lines, so the width is unlimited here
@@ -217,12 +226,28 @@ def prompt(tree: Worktree, root: Path, name: str, base_paths: dict, head_paths: 
         target = tree.dir / base_paths["prompt_outputs"] / f"{name}.jsonl"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(answers, target)
-    else:  # other cases: answered afresh, by this change's prompt and language model
+    else:  # other cases: answered here by this change's prompt and language model, replaying only
+        base_answers(tree, name, base_paths)  # the base's recorded answers, never the change's
         tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_outputs@{name}")
     tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_evaluate@{name}")
     folder = f"{base_paths['prompt_reports']}/{name}/metrics.json"
     result.cases |= case_files(tree.dir, f"{base_paths['prompt_reports']}/{name}", "cases.csv")
     return {f"{folder}:{k}": v for k, v in flatten(read(tree.dir / folder)).items()}
+
+
+def base_answers(tree: Worktree, name: str, base_paths: dict) -> None:
+    """The base's recorded answers of one prompt (the entries its dvc.lock names, merged and reviewed)
+    into the worktree, from the shared DVC cache or else the remote: the only entries the base's
+    evaluation may replay. None at the base (or out of reach): every case is asked of the model."""
+    folder = base_paths.get("llm_cache")
+    if not folder:
+        return
+    target = f"{folder}/{name}"
+    shutil.rmtree(tree.dir / target, ignore_errors=True)
+    for command in ("checkout", "pull"):
+        done = subprocess.run([dvc(), command, "-q", target], cwd=tree.dir, env=tree.env, capture_output=True)
+        if done.returncode == 0:
+            return
 
 
 def case_files(tree: Path, folder: str | None, pattern: str) -> dict[str, str]:
