@@ -3,7 +3,8 @@
     lockstep prompts answer <name>     # stage prompt_outputs@<name>: data/prompt_outputs/<name>.jsonl
     lockstep prompts evaluate <name>   # stage prompt_evaluate@<name>: reports/prompts/<name>/
 
-`answer` writes one JSON line per case (inputs, answer, reference, tokens, latency) for review.
+`answer` writes one JSON line per case (inputs, answer, reference, tokens, latency) for review,
+answering from the prompt's record/replay cache where it may (lockstep.llm_cache).
 `evaluate` writes metrics.json (quality, conciseness, safety, latency, tokens, cost) and cases.csv
 (per-case scores, for `dvc plots`). Quality is ROUGE-L against the reference; PII in answers is
 found by MLflow's deterministic PIIDetection scorer. Evaluating only measures: the limits on
@@ -175,6 +176,8 @@ def answer(name: str, params: Params) -> tuple[int, Path]:
              if not model.recorded(messages, settings, schema)]  # fmt: skip
     budget.plan([(input_bound(messages, schema), max_tokens) for messages in asked])
     records = answer_all(prompt, cases, model, budget)
+    print(f"prompt {name}: {model.hits} answers replayed from {model.cache.folder}, {model.calls} asked of"
+          f" the model ({model.cache.mode})", file=sys.stderr)  # fmt: skip
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     write_atomic(paths.prompt_output(name), lines)
     return len(records), paths.prompt_output(name)
