@@ -49,15 +49,25 @@ def mode(configured: str, environ: Mapping[str, str] = os.environ) -> str:
     return override or configured
 
 
-def normalised(value: Any) -> Any:
-    """The value without transport fields and with integral floats as integers, recursively."""
+def numbers(value: Any) -> Any:
+    """The value with integral floats as integers, recursively: 0 and 0.0 are one number."""
     if isinstance(value, dict):
-        return {str(k): normalised(v) for k, v in value.items() if k not in DENIED}
+        return {str(k): numbers(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [normalised(v) for v in value]
+        return [numbers(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def normalised(request: dict[str, Any]) -> dict[str, Any]:
+    """The request without transport fields (at its top level and among its parameters; a field of
+    that name inside the messages or a JSON schema is content, and stays) and with numbers unified."""
+    kept = {k: v for k, v in request.items() if k not in DENIED}
+    for section in ("params", "engine"):
+        if isinstance(kept.get(section), dict):
+            kept[section] = {k: v for k, v in kept[section].items() if k not in DENIED}
+    return numbers(kept)
 
 
 def canonical(request: dict[str, Any]) -> str:
@@ -162,10 +172,9 @@ class Cache:
             return
         write_atomic(path, entry.to_json())
 
-    def closest(self, request: dict[str, Any]) -> list[str] | None:
-        """The fields in which the request differs from the most similar entry (None: no entry at all)."""
-        known = [json.loads(p.read_text(encoding="utf-8")).get("request", {}) for p in self.folder.glob("*.json")]
-        return min((differing(request, other) for other in known), key=len, default=None)
+    def requests(self) -> list[dict[str, Any]]:
+        """The request of every entry (unchecked: only to say how a missing one differs)."""
+        return [json.loads(p.read_text(encoding="utf-8")).get("request", {}) for p in self.folder.glob("*.json")]
 
     def check_replay(self, cases: list[tuple[str, dict[str, Any]]]) -> None:
         """In replay, fail before any call when a case (id, request) has no entry, naming the cases and,
@@ -176,8 +185,9 @@ class Cache:
         if not missing:
             return
         groups: dict[str, list[str]] = {}
-        for case, request in missing:
-            diff = self.closest(request)
+        known = self.requests()
+        for case, request in missing:  # the fields in which the closest entry differs (None: no entry at all)
+            diff = min((differing(request, other) for other in known), key=len, default=None)
             what = "no entry at all" if diff is None else "closest entry differs in " + ", ".join(diff)
             groups.setdefault(what, []).append(case)
         detail = "; ".join(f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''} ({what})"

@@ -85,6 +85,9 @@ def test_the_key_is_stable_and_ignores_transport_fields() -> None:
         request(LOCAL, MESSAGES, ModelSettings(), None, sample=1),
         request(LOCAL.model_copy(update={"threads": 2}), MESSAGES, ModelSettings(), None),
         base | {"model_digest": "0" * 64},
+        # transport names inside content are content: a schema property, a message field
+        request(LOCAL, MESSAGES, ModelSettings(), {"type": "object", "properties": {"user": {"type": "string"}}}),
+        request(LOCAL, [m | {"stream": "x"} for m in MESSAGES], ModelSettings(), None),
     ]
     assert len({same, *(llm_cache.key(r) for r in changed)}) == len(changed) + 1
 
