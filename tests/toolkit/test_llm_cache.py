@@ -192,3 +192,20 @@ def test_an_unknown_mode_is_one_line() -> None:
     with pytest.raises(StageError, match=r"LOCKSTEP_LLM_CACHE='replays': not a cache mode; use one of live, rec"):
         llm_cache.mode("record", {"LOCKSTEP_LLM_CACHE": "replays"})
     assert llm_cache.mode("record", {"CI": "true"}) == "record"  # CI alone changes nothing: its files say replay
+
+
+def test_recorded_answers_cost_nothing(workdir, params, model) -> None:
+    # The budget bounds only the calls the cache will not answer, and charges only those
+    (workdir / "conf").mkdir()
+    (workdir / "conf" / "prices.yaml").write_text("fake: {input: 1.0, output: 1.0}\n")
+    params["llm"] |= {"backend": "openai", "model": "fake", "api_key_env": None, "budget_usd": 0.01}
+    (workdir / "params.yaml").write_text(json.dumps(params))
+    with pytest.raises(StageError, match=r"36 calls may cost up to .* nothing was called"):
+        answer(workdir)
+    assert model.calls == 0
+    params["llm"]["budget_usd"] = None
+    (workdir / "params.yaml").write_text(json.dumps(params))
+    recorded, _ = answer(workdir)
+    params["llm"]["budget_usd"] = 0.01  # far below one call's bound: every answer is recorded
+    (workdir / "params.yaml").write_text(json.dumps(params))
+    assert answer(workdir)[0] == recorded and model.calls == 36
