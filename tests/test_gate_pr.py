@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -149,12 +150,31 @@ TRIAGE_OUTPUTS = "data/prompt_outputs/triage_ticket.jsonl"
 TRIAGE_EXACT = "reports/prompts/triage_ticket/metrics.json:exact_match"
 
 
+RECORD = """\
+import json, sys
+from lockstep.config import load_params
+from lockstep.llm import request
+from lockstep.llm_cache import Cache, Entry, key
+from lockstep.prompts import load_golden, load_prompt_file
+
+params = load_params()
+prompt = load_prompt_file(params.paths.prompt_file("triage_ticket"))
+answers = {r["id"]: r for r in map(json.loads, sys.stdin)}
+cache = Cache(params.paths.llm_cache_dir("triage_ticket"), "record")
+for case in load_golden(params.paths.golden_file("triage_ticket"), prompt):
+    asked = request(params.llm, prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
+    r = answers[case["id"]]
+    cache.put(Entry(key(asked), asked, r["output"], r["input_tokens"], r["output_tokens"], r["latency_s"]))
+"""
+
+
 def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None) -> list[str]:
-    """The triage prompt's stages as a prompt change would leave them, without calling the model:
-    its answers are the base's, with the first `wrong` of the cases the base got right now routed
-    to another queue, and every latency a little different (as on any re-run). Returns those ids."""
-    if edit:
-        set_param(project, "prompts/triage_ticket.yaml", *edit)
+    """The triage prompt changed on the current branch and reproduced, without the model's own answers:
+    first, on main, the answers to the changed prompt are recorded in the prompt's reviewed answer
+    cache (the base's answers, the first `wrong` of those it got right routed to another queue, every
+    latency a little different); then the branch reproduces from that cache, and the gate's base
+    evaluation replays the same merged entries, never the branch's own. Returns the flipped ids."""
+    name = git(project, "branch", "--show-current").stdout.strip()
     outputs = project / TRIAGE_OUTPUTS
     records = [json.loads(line) for line in outputs.read_text().splitlines()]
     right = [r["id"] for r in records if json.loads(r["output"]) == r["expected"]]
@@ -164,10 +184,18 @@ def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None)
         if record["id"] in right[:wrong]:
             other = "technical" if record["expected"]["queue"] != "technical" else "account"
             record["output"] = json.dumps({"queue": other}, indent=2)
-    outputs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    sh(project, "lockstep", "prompts", "evaluate", "triage_ticket")  # the prompt_evaluate stage on these answers
-    # recorded as `dvc repro` would have: the answers in DVC's cache, both stages in dvc.lock
-    sh(project, "dvc", "commit", "-f", "-q", "prompt_outputs@triage_ticket", "prompt_evaluate@triage_ticket")
+    git(project, "checkout", "-q", "main")
+    if edit:
+        set_param(project, "prompts/triage_ticket.yaml", *edit)
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    subprocess.run([project / ".venv/bin/python", "-c", RECORD], cwd=project, input=lines, text=True, check=True)
+    git(project, "checkout", "-q", "--", "prompts/triage_ticket.yaml")
+    sh(project, "dvc", "commit", "-f", "-q", "prompt_outputs@triage_ticket")  # the entries, in dvc.lock
+    git(project, "commit", "-q", "-am", "Record the triage answers of a prompt under review")
+    branch(project, name)
+    if edit:
+        set_param(project, "prompts/triage_ticket.yaml", *edit)
+    sh(project, "dvc", "repro")  # record mode: every answer comes from the cache, none from the model
     return right[:wrong]
 
 

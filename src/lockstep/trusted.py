@@ -14,10 +14,12 @@ the new procedure is right. A golden set with fewer cases than the base's fails 
 The worktree runs the base's code (reviewed, merged) with the project's environment; the stages
 see the base's package first on PYTHONPATH. Nothing of the worktree outlives the gate.
 
-Prompts whose golden set differs from the base's are answered there again. The record/replay
-cache of the language model's answers (lockstep.llm_cache) is a file per answer that anyone can
-write, so the worktree replays only the entries the base's dvc.lock names (`base_answers`); every
-other case is asked of the model, and the change's own entries are never read.
+This change's prompts are answered there again, never taken from the change's own answers file
+(a file the change could have written by hand). The record/replay cache of the language model's
+answers (lockstep.llm_cache) is a file per answer that anyone can write, so the worktree replays
+only the entries the base's dvc.lock names (`base_answers`, merged and reviewed): an unchanged
+prompt is answered from them at once, and every other case is asked of the model; the change's
+own entries are never read.
 """
 
 from __future__ import annotations
@@ -219,16 +221,10 @@ def prompt(tree: Worktree, root: Path, name: str, base_paths: dict, head_paths: 
     shutil.copyfile(mine, tree.dir / base_paths["prompts"] / f"{name}.yaml")
     golden = tree.dir / base_paths["golden"] / f"{name}.jsonl"
     result.inputs.setdefault("golden_md5", {})[name] = file_md5(golden) if golden.is_file() else None
-    answers = root / str(head_paths.get("prompt_outputs")) / f"{name}.jsonl"
-    mine_golden = root / str(head_paths.get("golden")) / f"{name}.jsonl"
-    same_cases = golden.is_file() and mine_golden.is_file() and file_md5(golden) == file_md5(mine_golden)
-    if same_cases and answers.exists():  # the same cases, answered by this change's prompt and model already
-        target = tree.dir / base_paths["prompt_outputs"] / f"{name}.jsonl"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(answers, target)
-    else:  # other cases: answered here by this change's prompt and language model, replaying only
-        base_answers(tree, name, base_paths)  # the base's recorded answers, never the change's
-        tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_outputs@{name}")
+    # Answered here by this change's prompt and language model, replaying only the base's recorded
+    # answers: never the change's answers file nor its cache entries, which it could have written
+    base_answers(tree, name, base_paths)
+    tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_outputs@{name}")
     tree.run(dvc(), "repro", "-q", "--force", "--single-item", f"prompt_evaluate@{name}")
     folder = f"{base_paths['prompt_reports']}/{name}/metrics.json"
     result.cases |= case_files(tree.dir, f"{base_paths['prompt_reports']}/{name}", "cases.csv")
