@@ -191,7 +191,8 @@ def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None)
     subprocess.run([project / ".venv/bin/python", "-c", RECORD], cwd=project, input=lines, text=True, check=True)
     git(project, "checkout", "-q", "--", "prompts/triage_ticket.yaml")
     sh(project, "dvc", "commit", "-f", "-q", "prompt_outputs@triage_ticket")  # the entries, in dvc.lock
-    git(project, "commit", "-q", "-am", "Record the triage answers of a prompt under review")
+    if git(project, "status", "--porcelain").stdout.strip():  # an unchanged prompt records nothing new
+        git(project, "commit", "-q", "-am", "Record the triage answers of a prompt under review")
     branch(project, name)
     if edit:
         set_param(project, "prompts/triage_ticket.yaml", *edit)
