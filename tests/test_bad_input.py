@@ -190,6 +190,8 @@ def test_an_llm_endpoint_that_is_down_or_answers_garbage(project: Path, tmp_path
     down = f"http://127.0.0.1:{closed.getsockname()[1]}/v1"
     params["llm"] |= {"backend": "openai", "model": "m", "api_key_env": "LOCKSTEP_KEY", "max_retries": 0}
     params["paths"]["prompt_reports"] = str(tmp_path / "reports")
+    params["paths"]["prices"] = str(tmp_path / "prices.yaml")  # model m is priced: the endpoint is what fails
+    (tmp_path / "prices.yaml").write_text("m: {input: 0.001, output: 0.002}\n")
     try:
         bad = tmp_path / "params.yaml"
         for base_url, expected in [

@@ -68,8 +68,10 @@ def test_runnable_blocks_of_a_page(tmp_path: Path, page: Path) -> None:
     script = "set -euo pipefail\n" + "\n".join(f"echo '>>> block {i + 1}'\n{b}" for i, (b, _) in enumerate(marked))
     env = project_env(project) | GIT_ID
     env["PATH"] = env["PATH"].split(":", 1)[1]  # as a reader's shell: the project's .venv is not on PATH yet
-    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{page.name}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    # stderr into stdout, in order, as a reader's terminal shows both (MLflow writes its lines to stderr)
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    assert result.returncode == 0, f"{page.name}: {result.stdout[-6000:]}"
     printed = re.split(r">>> block \d+\n", result.stdout)[1:]
     assert len(printed) == len(marked)
     for i, ((_, documented), output) in enumerate(zip(marked, printed, strict=True)):

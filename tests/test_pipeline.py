@@ -88,7 +88,7 @@ def check_what_re_runs_when(project: Path) -> None:
         ("conf/prompts/default.yaml", "banned_phrases:", "banned_phrases:\n  - refund guaranteed", judged),
         ("conf/prompts/default.yaml", 'registry_prefix: ""', 'registry_prefix: "team-a."', {"register"}),
         ("conf/prompts/default.yaml", "alias: challenger", "alias: candidate", {"register"}),
-        ("conf/prices.yaml", "{input: 0.00015,", "{input: 0.00025,", evaluations),  # local: still $0
+        ("conf/prices.yaml", "{input: 0.00015,", "{input: 0.00025,", judged),  # register only if a cost changed
         ("conf/llm/local.yaml", "context_size: 2048", "context_size: 1024", outputs | evaluations | {"register"}),
         ("conf/gates/default.yaml", "max_regression: 0.02", "max_regression: 0.05", set()),
         ("conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.5", model_stages),
