@@ -2,8 +2,8 @@
 
 Prices are pinned in one reviewed file, conf/prices.yaml: USD per 1,000 input and output tokens
 for each model id a hosted API may be asked for. A model that is not in it is an error, never $0;
-the local llama.cpp backend costs nothing and needs no entry. The file's sha256 goes into the
-prompt's metrics and the gate report's footer, so a figure can be traced to the prices it used.
+the local llama.cpp backend costs nothing and needs no entry. The file's sha256 goes into the gate
+report's footer (lockstep.gate_report.provenance), so a figure can be traced to the prices it used.
 
 The bound of one case is its input tokens, bounded by the UTF-8 bytes of its messages and response
 schema (a byte-level BPE token holds at least one byte: exact counting would need the provider's
@@ -15,7 +15,6 @@ spent plus the bounds of the cases left must still fit, or the run stops there.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +41,6 @@ class Price:
 
 
 FREE = Price(0.0, 0.0)
-
-
-def file_sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def read_prices(path: Path = PRICES_FILE) -> dict[str, Price]:
