@@ -74,7 +74,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
 
 
 def team_env(project: Path, platform_env: dict[str, str]) -> dict[str, str]:
-    return project_env(project) | GIT_ID | platform_env
+    """The project's environment on the platform, as CI runs it: on a shared registry only CI moves
+    aliases (lockstep.aliases.may_move), so these runs stand for CI's with or without CI=true outside."""
+    return project_env(project) | GIT_ID | platform_env | {"CI": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +197,9 @@ def test_fresh_clone_pulls_from_s3_and_reproduces_nothing(
 ) -> None:
     _, platform_env = platform
     alpha = teams["alpha"]
+    # The team commits what it reproduced (another test may have registered again since), then pushes
+    sh(alpha, "git", "add", "-A", env=team_env(alpha, platform_env))
+    sh(alpha, "git", "commit", "-q", "--allow-empty", "-m", "Registered", env=team_env(alpha, platform_env))
     sh(alpha, "make", "push", env=team_env(alpha, platform_env))
 
     clone = tmp_path / "clone"
