@@ -4,7 +4,8 @@
     a change on a branch: make repro -> commit -> make gate -> make policy   (version 2 is challenger)
     make deploy-lock -> make serve (answers) -> make staging
     make canary-rehearsal (promotes), INJECT=latency=300ms and INJECT=errors=5% (roll back)
-    make monitor-rehearsal (no request), SHIFT=top:1:+2sd (retraining requested)
+    make monitor-rehearsal (no request), lockstep monitor calibrate (no request in 200 unshifted windows),
+    SHIFT=top:1:+2sd (retraining requested at window 2), SHIFT=bottom:1:+2sd (no request)
 
 On the default bake (binary, with prompts) and on two data sets of the other task types baked
 without prompts (sklearn's wine: multiclass; diabetes: regression). `make` exits 2 whenever the
@@ -134,5 +135,11 @@ def test_the_lifecycle_after_the_registry_walks(task: str, tmp_path: Path) -> No
 
     quiet = make(project, "monitor-rehearsal")
     assert "failing: none; 0 breach(es)" in quiet and "retraining requested" not in quiet
+    calibrated = sh(project, ".venv/bin/lockstep", "monitor", "calibrate").stdout  # 200 unshifted windows
+    assert "monitor calibrate: 200 unshifted windows" in calibrated, calibrated
+    assert "retraining requests by the rule as configured: 0" in calibrated, calibrated
+    # the feature the model uses most, +2 sd: every window breaches, so the 2-of-5 rule asks at window 2
     shifted = make(project, "monitor-rehearsal", "SHIFT=top:1:+2sd", status=2)
-    assert "retraining requested" in shifted and "exit 4" in shifted
+    assert "5 breach(es)" in shifted and "retraining requested" in shifted and "exit 4" in shifted
+    unused = make(project, "monitor-rehearsal", "SHIFT=bottom:1:+2sd")  # the one it uses least: nothing
+    assert "0 breach(es)" in unused and "retraining requested" not in unused

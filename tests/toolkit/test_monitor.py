@@ -213,6 +213,27 @@ def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
     assert json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())["rows"] == 20_000
 
 
+def test_calibration_windows_are_a_smoothed_bootstrap_of_the_test_split() -> None:
+    from scipy.stats import ks_2samp
+
+    from lockstep.monitor.calibrate import fresh
+
+    rng = np.random.default_rng(0)
+    split = pd.DataFrame({"x": rng.normal(5.0, 2.0, 114), "count": rng.integers(0, 4, 114)})
+    window = fresh(split, 1000, seed=1)
+    assert window["x"].nunique() == 1000  # no value repeated, as fresh traffic would bring them
+    assert abs(window["x"].mean() - split["x"].mean()) < 0.2 and abs(window["x"].std() / split["x"].std() - 1) < 0.1
+    assert set(window["count"]) <= set(split["count"])  # few distinct values: resampled as they are
+    assert fresh(split, 50, seed=3).equals(fresh(split, 50, seed=3))
+    # K-S against the reference alarms less often on smoothed windows than on plain resamples (ties)
+    plain = smoothed = 0
+    for trial in range(300):
+        reference, test = rng.normal(size=455), pd.DataFrame({"x": rng.normal(size=114)})
+        plain += ks_2samp(reference, test.sample(n=114, replace=True, random_state=trial)["x"]).pvalue < 0.05
+        smoothed += ks_2samp(reference, fresh(test, 114, seed=trial)["x"]).pvalue < 0.05
+    assert smoothed < plain
+
+
 def test_calibrate_reports_false_alarms_and_proposes_thresholds(deployed: Deployed, capsys) -> None:
     project(deployed)
     draw(1000, 9).to_parquet(deployed.root / "data" / "prepared" / "test.parquet")
