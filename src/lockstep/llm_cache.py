@@ -157,13 +157,18 @@ class Cache:
     def __init__(self, folder: Path | None, cache_mode: str) -> None:
         self.folder = folder or Path()  # no folder: live, nothing read or written
         self.mode = cache_mode if folder is not None else "live"
+        self._read: dict[str, Entry] = {}  # entries read (and checked) once per run
 
     def get(self, request_key: str) -> Entry | None:
         """The recorded answer, or None: always None when live or refreshing."""
         if self.mode in ("live", "refresh"):
             return None
-        path = self.folder / f"{request_key}.json"
-        return read_entry(path) if path.is_file() else None
+        if request_key not in self._read:
+            path = self.folder / f"{request_key}.json"
+            if not path.is_file():
+                return None
+            self._read[request_key] = read_entry(path)
+        return self._read[request_key]
 
     def put(self, entry: Entry) -> None:
         """Write an entry once; only refresh replaces one. Live runs write nothing."""

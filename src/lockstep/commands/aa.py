@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     from lockstep.config import settings_file
 
     result = calibrate(args.params, args.names, args.runs)
-    rules = settings_file(args.params) if settings_file(args.params).is_file() else args.params
+    settings = settings_file(args.params)
+    rules = settings if settings.is_file() else args.params
     prompts = ", ".join(result.prompts)
     print(f"aa: {result.runs} runs of {prompts}: {result.answers} answers, interleaved, in {result.seconds:.0f} s")
     for name, (differ, total) in result.differing.items():
