@@ -2,12 +2,12 @@
 thresholds that would fire at a target rate.
 
 Unshifted traffic is the test split (rows the model never trained on, from the same data as the
-reference), resampled into `--windows` windows (a smoothed bootstrap, see fresh()) of the size the monitor judges (`min_rows`, or the
-whole split if larger), each judged against the reference exactly as `lockstep monitor` judges a
-window, with the locked stable model's predictions and feature importance. It reports each
-signal's false-alarm rate per window, the retraining requests the breaches_n-of-windows_m rule
-would have made, and for each threshold the value that unshifted windows stay below
-1 - target of the time (the proposal). It changes nothing: copy what you agree with into
+reference), resampled (a smoothed bootstrap, see fresh()) into `--windows` windows of the size the
+monitor judges (`min_rows`, or the whole split if larger), each judged against the reference
+exactly as `lockstep monitor` judges a window, with the locked stable model's predictions and
+feature importance. It reports each signal's false-alarm rate per window, the retraining requests
+the breaches_n-of-windows_m rule would have made, and for each threshold the value that unshifted
+windows stay below 1 - target of the time (the proposal). It changes nothing: copy what you agree with into
 conf/monitor.
 """
 
@@ -16,9 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lockstep.config import Params, StageError
 from lockstep.settings import MonitorConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -41,7 +45,7 @@ def quantile_up(values: list[float], q: float) -> float:
     return math.ceil(value * 10**digits) / 10**digits
 
 
-def fresh(rows: "pd.DataFrame", n: int, seed: int) -> "pd.DataFrame":
+def fresh(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """n rows like these, as new traffic would bring them: a smoothed bootstrap.
 
     Rows are drawn with replacement, then each continuous column (more than 20 distinct values)
