@@ -162,7 +162,8 @@ class DriftThresholds(_Strict):
     chi2_p_value: float = Field(default=0.05, gt=0, lt=1)  # categorical, small reference
     wasserstein: float = Field(default=0.1, gt=0)  # numeric, large reference: normed distance >= this
     jensen_shannon: float = Field(default=0.1, gt=0)  # categorical, large reference
-    psi: float = Field(default=0.2, gt=0)  # predictions: population stability index >= this
+    psi: float = Field(default=0.2, gt=0)  # predictions: population stability index >= this ...
+    psi_p_value: float = Field(default=0.01, gt=0, lt=1)  # ... and sampling alone reaches it less often than this
     drift_share: float = Field(default=0.5, gt=0, le=1)  # dataset drift: drifted features' share >= this
     # What the model uses (its permutation importance, lockstep.importance): the drifted features'
     # share of it >= this, or one of the top_k features drifted with an effect >= top_effect

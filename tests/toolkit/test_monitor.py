@@ -213,6 +213,24 @@ def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
     assert json.loads((deployed.root / "reports" / "monitor" / "metrics.json").read_text())["rows"] == 20_000
 
 
+def test_prediction_drift_needs_a_psi_beyond_what_a_small_window_reaches_by_chance() -> None:
+    from lockstep.monitor.checks import psi_test
+
+    rng = np.random.default_rng(5)
+    reference = pd.Series(rng.normal(size=331))
+    t = DriftThresholds()
+    over = counted = 0
+    for _ in range(400):  # windows of 111 unshifted predictions: PSI's noise floor is about 0.1 here
+        value, p = psi_test(reference, pd.Series(rng.normal(size=111)), t.categorical_max_unique)
+        over += value >= t.psi
+        counted += value >= t.psi and p < t.psi_p_value
+    assert over >= 8 and counted <= over // 4  # most chance PSIs above 0.2 are not counted
+    value, p = psi_test(reference, pd.Series(rng.normal(0.8, 1.0, 111)), t.categorical_max_unique)
+    assert value >= t.psi and p < 1e-4  # a real shift of the predictions is
+    categories = pd.Series(["a"] * 300 + ["b"] * 31)
+    assert psi_test(categories, pd.Series(["a"] * 60 + ["b"] * 51), t.categorical_max_unique)[1] < 1e-6
+
+
 def test_calibration_windows_are_a_smoothed_bootstrap_of_the_test_split() -> None:
     from scipy.stats import ks_2samp
 

@@ -2,7 +2,8 @@
 a reference of at most `small_reference` rows -> two-sample Kolmogorov-Smirnov (numeric) and
 chi-square goodness of fit (categorical), drift when p < the threshold; a larger one -> Wasserstein
 distance normed by the reference's standard deviation (numeric) and Jensen-Shannon distance
-(categorical), drift when >= the threshold. Predictions: population stability index (PSI)."""
+(categorical), drift when >= the threshold. Predictions: population stability index (PSI), drift
+when >= its threshold and beyond what sampling alone reaches (psi_test)."""
 
 from __future__ import annotations
 
@@ -64,15 +65,31 @@ def feature_drift(reference: pd.Series, current: pd.Series, t: DriftThresholds) 
 def psi(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 10) -> float:
     """Population stability index: sum((cur - ref) * ln(cur / ref)) over categories, or over the
     reference's deciles for numeric predictions."""
+    return psi_test(reference, current, max_unique, bins)[0]
+
+
+def psi_test(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 10) -> tuple[float, float]:
+    """The PSI, and the p-value of the same bins' counts in a chi-square test of homogeneity
+    (reference against current): how often sampling alone would move them this far. A small window
+    reaches a PSI of 0.2 by chance; this says when it did not."""
+    from scipy import stats
+
     if is_categorical(reference, max_unique):
-        ref, cur = shares(reference, current)
+        keys = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
+        ref_n = reference.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
+        cur_n = current.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
     else:
         edges = np.unique(np.quantile(reference.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)))
         edges[0], edges[-1] = -np.inf, np.inf
-        ref = np.histogram(reference.to_numpy(dtype=float), edges)[0] / len(reference)
-        cur = np.histogram(current.to_numpy(dtype=float), edges)[0] / max(len(current), 1)
-    ref, cur = np.maximum(ref, EPS), np.maximum(cur, EPS)
-    return float(np.sum((cur - ref) * np.log(cur / ref)))
+        ref_n = np.histogram(reference.to_numpy(dtype=float), edges)[0]
+        cur_n = np.histogram(current.to_numpy(dtype=float), edges)[0]
+    ref = np.maximum(ref_n / max(ref_n.sum(), 1), EPS)
+    cur = np.maximum(cur_n / max(cur_n.sum(), 1), EPS)
+    value = float(np.sum((cur - ref) * np.log(cur / ref)))
+    table = np.array([ref_n, cur_n])
+    table = table[:, table.sum(axis=0) > 0]
+    p = float(stats.chi2_contingency(table, correction=False).pvalue) if table.shape[1] > 1 and cur_n.sum() else 1.0
+    return value, p
 
 
 def window_drift(
@@ -89,11 +106,11 @@ def window_drift(
     weighted = sum(used[c] for c in drifted) / total
     top = sorted((c for c in features if used[c] > 0), key=lambda c: -used[c])[: t.top_k] if weights else []
     moved = [c for c in top if c in drifted and features[c]["effect"] >= t.top_effect]
-    prediction_psi = psi(ref_predictions, predictions, t.categorical_max_unique)
+    prediction_psi, psi_p = psi_test(ref_predictions, predictions, t.categorical_max_unique)
     failing = ["dataset_drift"] if share >= t.drift_share else []
     failing += ["weighted_drift"] if weighted >= t.weighted_drift_share else []
     failing += ["important_feature_drift"] if moved else []
-    failing += ["prediction_drift"] if prediction_psi >= t.psi else []
+    failing += ["prediction_drift"] if prediction_psi >= t.psi and psi_p < t.psi_p_value else []
     return {
         "rows": len(current),
         "drift_share": round(share, 4),
@@ -101,6 +118,7 @@ def window_drift(
         "drifted_features": drifted,
         "important_drifted": moved,
         "prediction_psi": round(prediction_psi, 4),
+        "prediction_psi_p_value": round(psi_p, 6),
         "failing": failing,
         "breach": bool(failing),
         "features": features,

@@ -1,6 +1,7 @@
 """`lockstep monitor-rehearsal [--shift FEATURE:+2sd]` (make monitor-rehearsal): serve the locked
-versions on loopback with an inference log of its own, send windows_m windows of traffic drawn from the test split (each
-window min_rows rows or the whole split, whichever is larger; shifted when asked), then judge
+versions on loopback with an inference log of its own, send windows_m windows of traffic drawn
+from the test split (each window min_rows rows or the whole split, whichever is larger; a split
+smaller than a window drawn as `monitor calibrate` draws it; shifted when asked), then judge
 them as `lockstep monitor` would. Time is virtual: each window's requests are stamped inside that
 window, so the rehearsal takes seconds. Nothing is tagged in the registry; the outputs go to
 reports/monitor/rehearsal/ and the log to monitor/rehearsal.db (both replaced each run)."""
@@ -72,6 +73,7 @@ def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | N
     import pandas as pd
 
     from lockstep.inference_log import InferenceLog, is_postgres
+    from lockstep.monitor.calibrate import fresh
     from lockstep.monitor.judge import monitor
     from lockstep.serve.client import Client
     from lockstep.serve.server import Running, build
@@ -110,7 +112,8 @@ def rehearsal(params: Params, shift_spec: str | None = None, lock_file: Path | N
     with Running(app) as running:
         http = Client(running.url)
         for w in range(cfg.windows_m):
-            sample = test.sample(n=rows, replace=rows > len(test), random_state=w)
+            # a split smaller than a window: drawn again as calibrate draws it (no repeated values)
+            sample = fresh(test, rows, seed=w) if rows > len(test) else test.sample(n=rows, random_state=w)
             records = sample.to_dict(orient="records")
             for i in range(0, rows, BATCH):
                 clock["now"] = start + w * cfg.window_s + cfg.window_s * i / rows
