@@ -196,7 +196,11 @@ def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None)
     branch(project, name)
     if edit:
         set_param(project, "prompts/triage_ticket.yaml", *edit)
-    sh(project, "dvc", "repro")  # record mode: every answer comes from the cache, none from the model
+    # As CI re-makes a pull request's pipeline: replay, every answer from the cache, none from the model
+    replayed = sh(project, "dvc", "repro", env=project_env(project) | {"LOCKSTEP_LLM_CACHE": "replay"}).stderr
+    if edit:  # an unchanged prompt's stage is not run again at all
+        assert "prompt triage_ticket: 36 answers replayed from" in replayed, replayed
+        assert "0 asked of the model (replay)" in replayed, replayed
     return right[:wrong]
 
 
