@@ -20,7 +20,7 @@ from lockstep import cli
 from lockstep.commands import ExitCode
 from lockstep.config import load_params
 from lockstep.inference_log import InferenceLog
-from lockstep.monitor.checks import feature_drift, psi, retrain_due, window_drift
+from lockstep.monitor.checks import feature_drift, psi_test, retrain_due, window_drift
 from lockstep.serve.server import build
 from lockstep.settings import DriftThresholds
 
@@ -47,8 +47,8 @@ def test_statistics_follow_the_reference_size() -> None:
     assert feature_drift(large["f1"], draw(200, 3)["f1"], t)["statistic"] == "normed Wasserstein distance"
     assert feature_drift(large["y"], draw(200, 3)["y"], t)["statistic"] == "Jensen-Shannon distance"
     assert feature_drift(large["f1"], draw(200, 3, shift=2)["f1"], t)["drifted"]
-    assert psi(large["y"], large["y"], 5) == pytest.approx(0)
-    assert psi(large["y"], pd.Series([1] * 90 + [0] * 10), 5) > 0.2
+    assert psi_test(large["y"], large["y"], 5)[0] == pytest.approx(0)
+    assert psi_test(large["y"], pd.Series([1] * 90 + [0] * 10), 5)[0] > 0.2
     cases = ([True], [True, False], [False, True, True], [True, False, False, False, False, False, True])
     assert [retrain_due(list(b), 2, 5) for b in cases] == [False, False, True, False]
 
@@ -214,8 +214,6 @@ def test_checks_time_for_100k_logged_rows(deployed: Deployed, capsys) -> None:
 
 
 def test_prediction_drift_needs_a_psi_beyond_what_a_small_window_reaches_by_chance() -> None:
-    from lockstep.monitor.checks import psi_test
-
     rng = np.random.default_rng(5)
     reference = pd.Series(rng.normal(size=331))
     t = DriftThresholds()

@@ -22,12 +22,18 @@ def is_categorical(reference: pd.Series, max_unique: int) -> bool:
     return not pd.api.types.is_numeric_dtype(reference) or reference.nunique(dropna=True) <= max_unique
 
 
+def counts(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Each category's count in reference and current, over the categories of both."""
+    keys = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
+    ref = reference.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
+    cur = current.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
+    return ref, cur
+
+
 def shares(reference: pd.Series, current: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Each category's share in reference and current, over the categories of both."""
-    keys = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
-    ref = reference.dropna().astype(str).value_counts(normalize=True).reindex(keys, fill_value=0).to_numpy()
-    cur = current.dropna().astype(str).value_counts(normalize=True).reindex(keys, fill_value=0).to_numpy()
-    return ref, cur
+    ref, cur = counts(reference, current)
+    return ref / max(ref.sum(), 1), cur / max(cur.sum(), 1)
 
 
 def feature_drift(reference: pd.Series, current: pd.Series, t: DriftThresholds) -> dict[str, Any]:
@@ -62,22 +68,15 @@ def feature_drift(reference: pd.Series, current: pd.Series, t: DriftThresholds) 
             "drifted": w >= t.wasserstein, "effect": w}  # fmt: skip
 
 
-def psi(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 10) -> float:
-    """Population stability index: sum((cur - ref) * ln(cur / ref)) over categories, or over the
-    reference's deciles for numeric predictions."""
-    return psi_test(reference, current, max_unique, bins)[0]
-
-
 def psi_test(reference: pd.Series, current: pd.Series, max_unique: int, bins: int = 10) -> tuple[float, float]:
-    """The PSI, and the p-value of the same bins' counts in a chi-square test of homogeneity
-    (reference against current): how often sampling alone would move them this far. A small window
-    reaches a PSI of 0.2 by chance; this says when it did not."""
+    """Population stability index, sum((cur - ref) * ln(cur / ref)) over categories or over the
+    reference's deciles for numeric predictions; and the p-value of the same bins' counts in a
+    chi-square test of homogeneity (reference against current): how often sampling alone would move
+    them this far. A small window reaches a PSI of 0.2 by chance; the p-value says when it did not."""
     from scipy import stats
 
     if is_categorical(reference, max_unique):
-        keys = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
-        ref_n = reference.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
-        cur_n = current.dropna().astype(str).value_counts().reindex(keys, fill_value=0).to_numpy()
+        ref_n, cur_n = counts(reference, current)
     else:
         edges = np.unique(np.quantile(reference.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)))
         edges[0], edges[-1] = -np.inf, np.inf
