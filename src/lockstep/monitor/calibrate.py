@@ -7,8 +7,8 @@ monitor judges (`min_rows`, or the whole split if larger), each judged against t
 exactly as `lockstep monitor` judges a window, with the locked stable model's predictions and
 feature importance. It reports each signal's false-alarm rate per window, the retraining requests
 the breaches_n-of-windows_m rule would have made, and for each threshold the value that unshifted
-windows stay below 1 - target of the time (the proposal). It changes nothing: copy what you agree with into
-conf/monitor.
+windows stay below 1 - target of the time (the proposal). It changes nothing: copy what you agree
+with into conf/monitor.
 """
 
 from __future__ import annotations
