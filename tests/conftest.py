@@ -6,18 +6,20 @@ import http.server
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cookiecutter.main import cookiecutter
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -58,6 +60,9 @@ def project_env(project: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     env.pop("VIRTUAL_ENV", None)
+    # A developer's machine: Python writes the bytecode of the modules it imports, so `make setup` does
+    # not compile all of .venv first (the Makefile compiles at install only under PYTHONDONTWRITEBYTECODE)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env.pop("MLFLOW_TRACKING_URI", None)
     return env
@@ -141,6 +146,45 @@ def readline(stream: Any, timeout: float) -> str:
     return line[0]
 
 
+@pytest.fixture(scope="session")
+def recorded_answers(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Callable[[Path], None]:
+    """Seeds a bake with the local model's answers to the default prompts' golden sets (and to the
+    shorter summaries several tests ask for, max_tokens 40): what a clone gets from a remote its team
+    pushed to. A bake seeded with them answers an unchanged case from its cache, in record mode as by
+    default, and asks the model only what differs (an edited prompt, another golden set or model).
+
+    The answers are recorded live once per test run, by the prompt stages of a default bake of their
+    own, when a test first seeds a bake; every worker shares them (a worker that needs them while
+    another records them waits for the lock)."""
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    store = shared / "recorded-answers"
+
+    def record() -> None:
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir()
+        project = bake(store, project_name="Recorded Answers", ci_provider="none")
+        sh(project, "make", "setup")
+        sh(project, "make", "params")
+        live = "prompt {0}: 0 answers replayed from data/llm_cache/{0}, 36 asked of the model (record)"
+        answered = sh(project, "dvc", "repro", "prompt_outputs").stderr
+        assert live.format("summarize_ticket") in answered and live.format("triage_ticket") in answered
+        summarize = project / "prompts" / "summarize_ticket.yaml"
+        summarize.write_text(summarize.read_text().replace("max_tokens: 48", "max_tokens: 40"))
+        assert live.format("summarize_ticket") in sh(project, "dvc", "repro", "prompt_outputs@summarize_ticket").stderr
+        shutil.copytree(project / "data" / "llm_cache", store / "llm_cache")
+        (store / "complete").touch()
+
+    def seed(project: Path) -> None:
+        if not (project / "prompts").is_dir():  # a bake without the prompt track has no answers to keep
+            return
+        with FileLock(shared / "recorded-answers.lock"):
+            if not (store / "complete").exists():
+                record()
+        shutil.copytree(store / "llm_cache", project / "data" / "llm_cache", dirs_exist_ok=True)
+
+    return seed
+
+
 @pytest.fixture
 def refused_port() -> Iterator[int]:
     """A loopback port bound and never listened on: a connection to it is refused, and no server can take
@@ -172,7 +216,9 @@ class Loopback(http.server.BaseHTTPRequestHandler):
         pass
 
 
-LONGEST = ("test_walk.py", "test_gate_pr.py", "test_trusted_gate.py", "test_platform.py", "test_pipeline.py")
+# In this order: the first two start together, one seeding its bakes with recorded answers at once
+# (recording them), the other not for minutes (README demo answers live first)
+LONGEST = ("test_gate_pr.py", "test_pipeline.py", "test_walk.py", "test_platform.py", "test_trusted_gate.py")
 
 
 @pytest.hookimpl(trylast=True)  # after a random order (pytest-randomly), if any, was drawn

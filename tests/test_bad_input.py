@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, recorded_answers: Callable[[Path], None]) -> Path:
     project = bake(tmp_path_factory.mktemp("bad"))
+    recorded_answers(project)
     sh(project, "make", "setup")
     return project
 

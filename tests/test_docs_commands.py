@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,9 @@ def test_a_documented_line_matches_only_its_own_text() -> None:
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
-def test_runnable_blocks_of_a_page(tmp_path: Path, page: Path) -> None:
+def test_runnable_blocks_of_a_page(tmp_path: Path, page: Path, recorded_answers: Callable[[Path], None]) -> None:
     project = bake(tmp_path)
+    recorded_answers(project)
     marked = blocks(page)
     script = "set -euo pipefail\n" + "\n".join(f"echo '>>> block {i + 1}'\n{b}" for i, (b, _) in enumerate(marked))
     env = project_env(project) | GIT_ID

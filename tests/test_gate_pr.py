@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
@@ -22,9 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, recorded_answers: Callable[[Path], None]) -> Path:
     """A default bake, set up, reproduced and committed on main: the base of every PR below."""
     project = bake(tmp_path_factory.mktemp("pr"))
+    recorded_answers(project)
     sh(project, "make", "setup")
     sh(project, "make", "repro")
     git(project, "add", "-A")

@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def everyday_commands(project: Path) -> list[str]:
     return [line.split(" #")[0].strip() for line in block[1].splitlines()]
 
 
-def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
+def test_readme_demo_command_then_experiment(tmp_path: Path, recorded_answers: Callable[[Path], None]) -> None:
     # The README's first command, into a scratch directory instead of build/demo
     demo = subprocess.run(
         [sys.executable, "dev.py", "demo", "--output", str(tmp_path / "demo")], cwd=ROOT, capture_output=True, text=True
@@ -147,6 +148,8 @@ def test_readme_demo_command_then_experiment(tmp_path: Path) -> None:
     check_what_re_runs_when(project)
 
     # A prompt edit re-runs that prompt's stages and register, nothing else; one new prompt version
+    # (the edited prompt's answers come from the answers recorded for the tests, as from a team's remote)
+    recorded_answers(project)
     prompt_file = project / "prompts" / "summarize_ticket.yaml"
     prompt_file.write_text(prompt_file.read_text().replace("max_tokens: 48", "max_tokens: 40"))
     edit = sh(project, "dvc", "repro")

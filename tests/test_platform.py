@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -80,7 +80,11 @@ def team_env(project: Path, platform_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def teams(platform: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def teams(
+    platform: tuple[Path, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+    recorded_answers: Callable[[Path], None],
+) -> dict[str, Path]:
     """Two projects of two teams, each reproduced once against the platform and committed.
 
     Team beta's summarize_ticket prompt differs from alpha's (max_tokens), so a mix-up shows."""
@@ -89,6 +93,7 @@ def teams(platform: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPa
     for team, name in TEAMS.items():
         out = tmp_path_factory.mktemp(team)
         project = bake(out, project_name=name, dvc_remote="s3", ci_provider="none")
+        recorded_answers(project)
         conf = project / "conf" / "prompts" / "default.yaml"
         conf.write_text(conf.read_text().replace('registry_prefix: ""', f'registry_prefix: "team_{team}."'))
         if team == "beta":

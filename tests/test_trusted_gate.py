@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,9 @@ REGRESS = ("conf/model/logistic_regression.yaml", "C: 1.0", "C: 0.0005")  # accu
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, recorded_answers: Callable[[Path], None]) -> Path:
     project = bake(tmp_path_factory.mktemp("trusted"))
+    recorded_answers(project)
     sh(project, "make", "setup")
     sh(project, "make", "repro")
     sh(project, "make", "push")  # the local remote holds main's data, models and golden sets

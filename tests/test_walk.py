@@ -18,6 +18,7 @@ import json
 import os
 import re
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,11 +68,14 @@ def use_task_data(project: Path, task: str, loader: str, target: str, model: str
     make(project, "params")
 
 
-@pytest.mark.timeout(1800)  # the default bake's walk answers its golden sets twice with the live local model
+@pytest.mark.timeout(1800)  # the default bake's staging step asks the live local model all its golden cases
 @pytest.mark.parametrize("task", list(TASKS))
-def test_the_lifecycle_after_the_registry_walks(task: str, tmp_path: Path) -> None:
+def test_the_lifecycle_after_the_registry_walks(
+    task: str, tmp_path: Path, recorded_answers: Callable[[Path], None]
+) -> None:
     answers, data, change = TASKS[task]
     project = bake(tmp_path, project_name="Walk", ci_provider="none", **answers)
+    recorded_answers(project)
     make(project, "setup")
     if data:
         use_task_data(project, task, *data)
