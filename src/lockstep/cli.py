@@ -10,6 +10,8 @@ person's review, 4 retraining requested, 5 canary undecided).
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from lockstep import __version__
@@ -49,6 +51,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return run(argv)
+        finally:  # here, not at exit: a reader that has gone is seen while it can still be handled
+            sys.stdout.flush()
+    except BrokenPipeError:  # `lockstep ... | head`: the reader stopped reading; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # what is still buffered goes nowhere
+        return 128 + signal.SIGPIPE  # 141, the status of a command a shell saw end on a broken pipe
+
+
+def run(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     from lockstep.config import StageError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,18 @@ def test_the_command_starts_without_heavy_libraries() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path, unbuffered: str) -> None:
+    # `lockstep check-lock | head -0`: the reader's end of the pipe is closed before the command writes
+    read, write = os.pipe()
+    os.close(read)
+    env = {**os.environ, "PYTHONUNBUFFERED": unbuffered}  # a write fails at once, or at the final flush
+    result = subprocess.run([str(BIN / "lockstep"), "check-lock"], cwd=tmp_path, env=env, stdout=write,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(write)
+    assert (result.returncode, result.stderr) == (141, "")
 
 
 def test_a_missing_command_or_choice_is_a_usage_error() -> None:
