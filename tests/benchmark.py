@@ -408,6 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         setup = timed(["make", "setup"], project, env)
         project_env = dict(env, PATH=f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}")
         repro = timed(["make", "repro"], project, project_env)
+        # The same setup where Python writes bytecode as it imports (no PYTHONDONTWRITEBYTECODE): the
+        # Makefile then leaves .venv uncompiled (UV_COMPILE_BYTECODE=0)
+        writes = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        timed([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(work / "writes"), str(ROOT)], work, env)
+        setup_writes = timed(["make", "setup"], work / "writes" / "support-insights", writes)
         # The model/prompt pipeline without the prompt track, as the foundation defines it
         plain = work / "plain" / "support-insights"
         timed(
@@ -443,7 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("bake + setup + first repro, defaults (s)", first_run, 60.0, first_run <= 60.0),
         ("  bake (s)", bake, None, True),
-        ("  make setup (s)", setup, None, True),
+        (
+            f"  make setup (s){' (PYTHONDONTWRITEBYTECODE set)' if env.get('PYTHONDONTWRITEBYTECODE') else ''}",
+            setup,
+            None,
+            True,
+        ),
+        ("make setup, Python writing bytecode itself (s)", setup_writes, None, True),
         ("  make repro (s)", repro, None, True),
         ("dvc repro -f, answers replayed from the cache (s)", replayed, 20.0, replayed <= 20.0),
         ("DVC floor: one-stage no-op repro (s)", floor, None, True),
