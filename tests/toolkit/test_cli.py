@@ -72,6 +72,18 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path, un
     assert (result.returncode, result.stderr) == (141, "")
 
 
+@pytest.mark.parametrize(("given", "disabled"), [(None, True), ("false", False)])
+def test_mlflow_telemetry_is_off_unless_asked_for(given: str | None, disabled: bool) -> None:
+    # `dvc repro` run by hand starts the stages without make's environment, on a developer's machine
+    # (MLflow itself stays quiet under pytest and in CI, which it recognises by these variables)
+    quiet = ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK", "PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI")
+    env = {k: v for k, v in os.environ.items() if k not in quiet}
+    env |= {} if given is None else {"MLFLOW_DISABLE_TELEMETRY": given}
+    code = "import lockstep, mlflow.telemetry.utils as t; print(t.is_telemetry_disabled())"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(disabled)
+
+
 def test_a_missing_command_or_choice_is_a_usage_error() -> None:
     assert lockstep_cmd().returncode == 2
     result = lockstep_cmd("prompts", "sing")
