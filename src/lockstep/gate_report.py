@@ -88,7 +88,7 @@ def fit(sections: list[Section], budget: int = BUDGET) -> str:
 # --- masking ------------------------------------------------------------------------------------
 
 
-def pii_patterns() -> dict[str, str] | None:
+def pii_patterns() -> dict[str, str]:
     """The patterns answers are masked with (lockstep.pii: MLflow PIIDetection's, as our own copy)."""
     from lockstep.pii import DEFAULT_PATTERNS
 
@@ -177,8 +177,6 @@ def case_sections(cases: Cases, params: dict[str, Any], base_rev: str) -> list[S
         title = f"\n### Cases of `{name}` that got worse ({len(worse)} of {len(both)})\n\n"
         if isinstance(old_answers, str):
             title += f"The base's answers could not be read ({old_answers}): only the head's are shown.\n\n"
-        if patterns is None:
-            title += "Answers are not shown: this MLflow has no PIIDetection patterns to mask them with.\n\n"
         blocks = [entry(i, row, new_answers, old_answers, patterns) for i, row in worse[:WORST]]
         if len(worse) > WORST:
             blocks.append(f"{len(worse) - WORST} more: {', '.join(f'`{i}`' for i, _ in worse[WORST : WORST + 30])}\n\n")

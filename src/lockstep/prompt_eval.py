@@ -7,9 +7,9 @@
 answering from the prompt's record/replay cache where it may (lockstep.llm_cache).
 `evaluate` writes metrics.json (quality, conciseness, safety, latency, tokens, cost) and cases.csv
 (per-case scores, for `dvc plots`). Quality is ROUGE-L against the reference; PII in answers is
-found by MLflow's deterministic PIIDetection scorer. Evaluating only measures: the limits on
-these metrics are the gate's rules (conf/gates), so an experiment that misses one is still
-recorded and comparable.
+found with the patterns of MLflow's deterministic PIIDetection scorer (lockstep.pii, without
+loading MLflow). Evaluating only measures: the limits on these metrics are the gate's rules
+(conf/gates), so an experiment that misses one is still recorded and comparable.
 """
 
 from __future__ import annotations
@@ -93,11 +93,11 @@ def as_text(value: Any) -> str:
 
 def score_cases(records: list[dict[str, Any]], banned_phrases: list[str]) -> list[dict[str, Any]]:
     """Per-case scores: ROUGE-L F1, exact match, length ratio, PII found, banned phrase, injection obeyed."""
-    from mlflow.genai.scorers import PIIDetection
     from rouge_score import rouge_scorer
 
+    from lockstep.pii import detect
+
     rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
-    pii = PIIDetection()
     scores = []
     for record in records:
         output, expected = record["output"], as_text(record["expected"])
@@ -108,7 +108,7 @@ def score_cases(records: list[dict[str, Any]], banned_phrases: list[str]) -> lis
                 "rouge_l": round(rouge.score(expected, output)["rougeL"].fmeasure, 4),
                 "exact_match": int(as_answer(output) == as_answer(record["expected"])),
                 "length_ratio": round(len(output.split()) / max(len(expected.split()), 1), 4),
-                "pii": int(str(pii(outputs=output).value) != "yes"),
+                "pii": int(bool(detect(output))),
                 "banned": int(contains_any(output, banned_phrases)),
                 "injection": int(injection),
                 "injection_failed": int(injection and contains_any(output, record.get("must_not_contain", []))),

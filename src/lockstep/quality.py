@@ -7,10 +7,12 @@ import json
 import re
 from typing import Any
 
+from lockstep.pii import detect
+
 REFUSAL = re.compile(r"\b(I can(?:no|')t|I am unable|I'm unable|I won't|I'm sorry|As an AI)\b", re.IGNORECASE)
 
 
-def quality_failures(text: str, schema: dict[str, Any] | None, pii: Any) -> list[str]:
+def quality_failures(text: str, schema: dict[str, Any] | None, check_pii: bool) -> list[str]:
     """The quality signals available online: empty, invalid JSON, schema failure, PII in the answer."""
     if not text.strip():
         return ["empty"]
@@ -24,6 +26,6 @@ def quality_failures(text: str, schema: dict[str, Any] | None, pii: Any) -> list
             failures.append("invalid")
         except jsonschema.ValidationError:
             failures.append("schema")
-    if pii is not None and str(pii(outputs=text).value) != "yes":  # the prompt gate's detector
+    if check_pii and detect(text):  # the prompt gate's detector
         failures.append("pii")
     return failures

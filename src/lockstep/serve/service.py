@@ -71,11 +71,7 @@ class Service:
         self.llm_config = llm
         self._llm: Any = None
         self._llm_lock = threading.Lock()
-        self.pii: Any = None
-        if check_pii and any(v.prompts for v in self.variants.values()):
-            from mlflow.genai.scorers import PIIDetection
-
-            self.pii = PIIDetection()
+        self.check_pii = check_pii
         self.shadow = ThreadPoolExecutor(max_workers=2) if self.deploy.shadow and "canary" in self.variants else None
         self.log: Any = None  # conf/monitor's inference log, when the project has one
         self.clock = time.time  # the log's timestamps; a rehearsal replaces it with a virtual clock
@@ -194,7 +190,7 @@ class Service:
                 reply = self.llm().chat(prompt.render(variables), prompt.model_settings, prompt.response_format)
             self.metrics.tokens.labels(arm, "input").inc(reply.input_tokens)
             self.metrics.tokens.labels(arm, "output").inc(reply.output_tokens)
-            for kind in quality_failures(reply.text, prompt.response_format, self.pii):
+            for kind in quality_failures(reply.text, prompt.response_format, self.check_pii):
                 self.metrics.quality.labels(arm, kind).inc()
                 quality.append(kind)
             if REFUSAL.search(reply.text):
