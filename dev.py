@@ -140,6 +140,8 @@ def test(args: argparse.Namespace) -> None:
     random_order = args.random or os.environ.get("CI", "").lower() == "true"
     if not random_order:
         extra = ["-p", "no:randomly", *extra]  # file order; CI shuffles once per run and prints the seed
+    if os.environ.get("CI", "").lower() == "true":  # every test's time, for finding where a run's time goes
+        extra = ["--junitxml", str(ROOT / "build" / "test-results.xml"), *extra]
     others = [v for v in OTHER_PYTHONS if find_python(v) is None]
     if others and "-m" not in extra:
         print(f"test: Python {', '.join(others)} not installed: the tests marked other_python are left out"
