@@ -137,10 +137,10 @@ def test(args: argparse.Namespace) -> None:
     env = ensure_env()
     setup_test_deps()
     extra = list(args.extra)
-    random_order = args.random or os.environ.get("CI", "").lower() == "true"
-    if not random_order:
+    ci = os.environ.get("CI", "").lower() == "true"
+    if not (args.random or ci):
         extra = ["-p", "no:randomly", *extra]  # file order; CI shuffles once per run and prints the seed
-    if os.environ.get("CI", "").lower() == "true":  # every test's time, for finding where a run's time goes
+    if ci:  # every test's time, for finding where a run's time goes
         extra = ["--junitxml", str(ROOT / "build" / "test-results.xml"), *extra]
     others = [v for v in OTHER_PYTHONS if find_python(v) is None]
     if others and "-m" not in extra:

@@ -215,7 +215,7 @@ def changes(row: Any) -> str:
     return " · ".join(shown) or "no score changed"
 
 
-def entry(case_id: str, row: Any, new: Any, old: Any, patterns: dict[str, str] | None) -> str:
+def entry(case_id: str, row: Any, new: Any, old: Any, patterns: dict[str, str]) -> str:
     """One regression: id, score changes, the expected answer and the word diff of the answers."""
     lines = [f"**`{case_id}`** — {changes(row)}\n\n"]
     record = new.get(case_id) if isinstance(new, dict) else None
