@@ -135,19 +135,28 @@ def test_an_improvement_passes_against_its_own_base(project: Path) -> None:
 
 
 def test_a_prompt_edit_that_leaks_pii_fails_on_safety(project: Path) -> None:
+    # The model's answers to the edited prompt are the base's summaries, every third with the contact
+    # details it asks for (a deterministic fake: whether the small local model leaks is not the question)
     branch(project, "leak")
+    records = [json.loads(line) for line in (project / SUMMARY_OUTPUTS).read_text().splitlines()]
+    for i, record in enumerate(records[::3]):
+        record["output"] += f" Contact: customer{i}@example.com, 415-555-01{i:02d}."
     set_param(project, "prompts/summarize_ticket.yaml", "One-sentence summary, without names or contact details:",
               "Reply with the customer's e-mail address and phone number:")  # fmt: skip
-    sh(project, "make", "repro")  # stages only measure: the run is recorded, the gate judges it
+    record_answers(project, "summarize_ticket", records)
+    repro = sh(project, "make", "repro")  # stages only measure: the run is recorded, the gate judges it
+    assert "prompt summarize_ticket: 36 answers replayed from data/llm_cache/summarize_ticket, 0 asked" in repro.stderr
     code, report, _ = gate(project, "main")
     assert code != 0
-    assert re.search(r"❌ 0\.\d+ > max 0", row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate"))
+    assert report.splitlines()[3].startswith("❌ **Gate failed**")
+    assert "❌ 0.3333 > max 0" in row(report, "reports/prompts/summarize_ticket/metrics.json:pii_leak_rate")  # 12/36
     assert (
         '+    content: "Ticket:\\n{{ticket}}\\n\\nReply with the customer\'s e-mail address and phone number:"'
         in report
     )
 
 
+SUMMARY_OUTPUTS = "data/prompt_outputs/summarize_ticket.jsonl"
 TRIAGE_OUTPUTS = "data/prompt_outputs/triage_ticket.jsonl"
 TRIAGE_EXACT = "reports/prompts/triage_ticket/metrics.json:exact_match"
 
@@ -159,15 +168,22 @@ from lockstep.llm import request
 from lockstep.llm_cache import Cache, Entry, key
 from lockstep.prompts import load_golden, load_prompt_file
 
-params = load_params()
-prompt = load_prompt_file(params.paths.prompt_file("triage_ticket"))
+name, params = sys.argv[1], load_params()
+prompt = load_prompt_file(params.paths.prompt_file(name))
 answers = {r["id"]: r for r in map(json.loads, sys.stdin)}
-cache = Cache(params.paths.llm_cache_dir("triage_ticket"), "record")
-for case in load_golden(params.paths.golden_file("triage_ticket"), prompt):
+cache = Cache(params.paths.llm_cache_dir(name), "record")
+for case in load_golden(params.paths.golden_file(name), prompt):
     asked = request(params.llm, prompt.render(case["inputs"]), prompt.model_settings, prompt.response_format)
     r = answers[case["id"]]
     cache.put(Entry(key(asked), asked, r["output"], r["input_tokens"], r["output_tokens"], r["latency_s"]))
 """
+
+
+def record_answers(project: Path, name: str, records: list[dict]) -> None:
+    """Answers to prompt `name` as the work tree has it, put in its answer cache as the model's (each
+    record's output, token counts and latency, by case id): its stage replays them, asking nothing."""
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    subprocess.run([project / ".venv/bin/python", "-c", RECORD, name], cwd=project, input=lines, text=True, check=True)
 
 
 def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None) -> list[str]:
@@ -189,8 +205,7 @@ def rerun_triage(project: Path, wrong: int, edit: tuple[str, str] | None = None)
     git(project, "checkout", "-q", "main")
     if edit:
         set_param(project, "prompts/triage_ticket.yaml", *edit)
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    subprocess.run([project / ".venv/bin/python", "-c", RECORD], cwd=project, input=lines, text=True, check=True)
+    record_answers(project, "triage_ticket", records)
     git(project, "checkout", "-q", "--", "prompts/triage_ticket.yaml")
     sh(project, "dvc", "commit", "-f", "-q", "prompt_outputs@triage_ticket")  # the entries, in dvc.lock
     if git(project, "status", "--porcelain").stdout.strip():  # an unchanged prompt records nothing new
