@@ -409,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         project_env = dict(env, PATH=f"{project / '.venv' / 'bin'}{os.pathsep}{env['PATH']}")
         repro = timed(["make", "repro"], project, project_env)
         # The same setup where Python writes bytecode as it imports (no PYTHONDONTWRITEBYTECODE): the
-        # Makefile then leaves .venv uncompiled (UV_COMPILE_BYTECODE=0)
-        writes = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        # Makefile then leaves .venv uncompiled (UV_COMPILE_BYTECODE=0, unless the caller's says otherwise)
+        writes = {k: v for k, v in env.items() if k not in ("PYTHONDONTWRITEBYTECODE", "UV_COMPILE_BYTECODE")}
         timed([sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(work / "writes"), str(ROOT)], work, env)
         setup_writes = timed(["make", "setup"], work / "writes" / "support-insights", writes)
         # The model/prompt pipeline without the prompt track, as the foundation defines it
